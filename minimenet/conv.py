@@ -1,0 +1,146 @@
+"""Convolution and transposed convolution (NCHW), built on three primitives.
+
+For an input x (B, Ci, H, W), weight w (Co, Ci, kh, kw), stride (sh, sw) and padding (ph, pw):
+
+    forward       y[b, o, r, c]  = sum_{i, u, v} w[o, i, u, v] * x[b, i, r*sh - ph + u, c*sw - pw + v]
+    input grad    dx[b, i, p, q] = sum_{o, u, v : (p + ph - u) = r*sh, (q + pw - v) = c*sw} w[o, i, u, v] * dy[b, o, r, c]
+    weight grad   dw[o, i, u, v] = sum_{b, r, c} dy[b, o, r, c] * x[b, i, r*sh - ph + u, c*sw - pw + v]
+
+with out-of-range x read as zero, Ho = (H + 2ph - kh) // sh + 1 and Wo likewise.
+
+The transposed convolution (deconvolution) is the adjoint of the convolution: its forward is
+the convolution's input gradient and its input gradient is the convolution's forward, so it
+runs on the very same three primitives with the roles of x and dy swapped.
+
+On the CPU the primitives are im2col + one matrix product each (BLAS does the work); on the GPU,
+for float32, they are our CUDA kernels in ``kernels/conv2d.cu``.
+"""
+from .backend import array_module, is_gpu_array
+from .tensor import Tensor, add, check_dtypes
+
+
+def _pair(value, name, op):
+    pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(pair) != 2 or not all(isinstance(v, int) and v >= 0 for v in pair):
+        raise ValueError(f"{op}: {name} must be a non-negative int or a pair of them, got {value!r}")
+    return pair
+
+
+def output_size(size, kernel, stride, padding):
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def _windows(x, kernel, stride, padding, out_hw):
+    """View of the zero-padded input as (B, Ci, kh, kw, Ho, Wo): window (u, v) of output pixel (r, c)."""
+    xp = array_module(x)
+    (kh, kw), (sh, sw), (ph, pw), (ho, wo) = kernel, stride, padding, out_hw
+    b, ci, h, w = x.shape
+    padded = xp.zeros((b, ci, h + 2 * ph, w + 2 * pw), dtype=x.dtype)
+    padded[:, :, ph:ph + h, pw:pw + w] = x
+    s0, s1, s2, s3 = padded.strides
+    return xp.lib.stride_tricks.as_strided(padded, (b, ci, kh, kw, ho, wo), (s0, s1, s2, s3, s2 * sh, s3 * sw))
+
+
+def conv2d_forward(x, w, stride, padding):
+    """y = w * x as one matrix product: (Co, Ci*kh*kw) @ (B, Ci*kh*kw, Ho*Wo)."""
+    xp = array_module(x)
+    co, ci, kh, kw = w.shape
+    ho, wo = output_size(x.shape[2], kh, stride[0], padding[0]), output_size(x.shape[3], kw, stride[1], padding[1])
+    columns = _windows(x, (kh, kw), stride, padding, (ho, wo)).reshape(x.shape[0], ci * kh * kw, ho * wo)
+    return xp.matmul(w.reshape(co, -1), columns).reshape(x.shape[0], co, ho, wo)
+
+
+def conv2d_input_grad(dy, w, x_shape, stride, padding):
+    """dx = w^T dy, scattered back from columns to the padded image (col2im), then un-padded.
+
+    ``x_shape`` may exceed the smallest input that gives dy's size (rows that no window reads
+    get zero gradient): the transposed convolution's output_padding relies on this.
+    """
+    xp = array_module(dy)
+    (co, ci, kh, kw), (sh, sw), (ph, pw) = w.shape, stride, padding
+    b, _, ho, wo = dy.shape
+    _, _, h, wd = x_shape
+    columns = xp.matmul(w.reshape(co, -1).T, dy.reshape(b, co, ho * wo)).reshape(b, ci, kh, kw, ho, wo)
+    padded = xp.zeros((b, ci, h + 2 * ph, wd + 2 * pw), dtype=dy.dtype)
+    for u in range(kh):
+        for v in range(kw):
+            padded[:, :, u:u + sh * (ho - 1) + 1:sh, v:v + sw * (wo - 1) + 1:sw] += columns[:, :, u, v]
+    return padded[:, :, ph:ph + h, pw:pw + wd]
+
+
+def conv2d_weight_grad(x, dy, w_shape, stride, padding):
+    """dw = dy x^T, summed over the batch and the output pixels: one tensordot."""
+    xp = array_module(x)
+    co, ci, kh, kw = w_shape
+    b, _, ho, wo = dy.shape
+    columns = _windows(x, (kh, kw), stride, padding, (ho, wo)).reshape(b, ci * kh * kw, ho * wo)
+    return xp.tensordot(dy.reshape(b, co, ho * wo), columns, axes=([0, 2], [0, 2])).reshape(w_shape)
+
+
+def _primitives(x):
+    """Our CUDA kernels for float32 on the GPU; im2col + BLAS (NumPy or CuPy) otherwise."""
+    if is_gpu_array(x) and x.dtype == "float32":
+        from . import cuda
+        return cuda.conv2d_forward, cuda.conv2d_input_grad, cuda.conv2d_weight_grad
+    return conv2d_forward, conv2d_input_grad, conv2d_weight_grad
+
+
+def _check(op, x, w, b, weight_layout):
+    if x.ndim != 4:
+        raise ValueError(f"{op}: input must be 4-D (batch, channels, height, width), got shape {x.shape}")
+    if w.ndim != 4:
+        raise ValueError(f"{op}: weight must be 4-D {weight_layout}, got shape {w.shape}")
+    if x.shape[1] != w.shape[0 if op == "conv_transpose2d" else 1]:
+        raise ValueError(f"{op}: input has {x.shape[1]} channels but the weight {weight_layout} of shape {w.shape} "
+                         f"expects {w.shape[0 if op == 'conv_transpose2d' else 1]}")
+    out_channels = w.shape[1 if op == "conv_transpose2d" else 0]
+    if b is not None and b.shape != (out_channels,):
+        raise ValueError(f"{op}: bias must have shape ({out_channels},) to match the weight {w.shape}, got {b.shape}")
+    check_dtypes(op, *(t for t in (x, w, b) if t is not None))
+
+
+def _add_bias(y, b):
+    return y if b is None else add(y, b.reshape(1, -1, 1, 1))
+
+
+def conv2d(x, w, b=None, stride=1, padding=0):
+    """2-D convolution (cross-correlation, as in every deep-learning library) of x by w, plus b."""
+    stride, padding = _pair(stride, "stride", "conv2d"), _pair(padding, "padding", "conv2d")
+    _check("conv2d", x, w, b, "(out_channels, in_channels, kh, kw)")
+    if 0 in stride:
+        raise ValueError("conv2d: stride must be positive")
+    if any(output_size(x.shape[2 + i], w.shape[2 + i], stride[i], padding[i]) < 1 for i in range(2)):
+        raise ValueError(f"conv2d: kernel {w.shape[2:]} with padding {padding} does not fit the input of spatial size {x.shape[2:]}")
+    forward, input_grad, weight_grad = _primitives(x.data)
+
+    def backward(g):
+        dx = input_grad(g, w.data, x.shape, stride, padding) if x.requires_grad else None
+        dw = weight_grad(x.data, g, w.shape, stride, padding) if w.requires_grad else None
+        return dx, dw
+    return _add_bias(Tensor.from_op(forward(x.data, w.data, stride, padding), (x, w), backward, "conv2d"), b)
+
+
+def conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0):
+    """Transposed convolution: x (B, Ci, H, W), w (Ci, Co, kh, kw) as in PyTorch.
+
+    Output size: (H - 1) * sh - 2 ph + kh + output_padding_h, likewise for the width;
+    output_padding (smaller than the stride) picks among the sizes that a stride-s convolution
+    maps to the same H.
+    """
+    stride, padding = _pair(stride, "stride", "conv_transpose2d"), _pair(padding, "padding", "conv_transpose2d")
+    output_padding = _pair(output_padding, "output_padding", "conv_transpose2d")
+    _check("conv_transpose2d", x, w, b, "(in_channels, out_channels, kh, kw)")
+    if 0 in stride or any(op >= s for op, s in zip(output_padding, stride)):
+        raise ValueError(f"conv_transpose2d: stride must be positive and output_padding {output_padding} smaller than stride {stride}")
+    out_hw = [(x.shape[2 + i] - 1) * stride[i] - 2 * padding[i] + w.shape[2 + i] + output_padding[i] for i in range(2)]
+    if min(out_hw) < 1:
+        raise ValueError(f"conv_transpose2d: padding {padding} leaves no output for input {x.shape[2:]} and kernel {w.shape[2:]}")
+    out_shape = (x.shape[0], w.shape[1], *out_hw)
+    forward, input_grad, weight_grad = _primitives(x.data)
+
+    def backward(g):
+        dx = forward(g, w.data, stride, padding) if x.requires_grad else None
+        dw = weight_grad(g, x.data, w.shape, stride, padding) if w.requires_grad else None
+        return dx, dw
+    y = input_grad(x.data, w.data, out_shape, stride, padding)
+    return _add_bias(Tensor.from_op(y, (x, w), backward, "conv_transpose2d"), b)

@@ -1,0 +1,55 @@
+"""Stochastic gradient descent with momentum and weight decay."""
+from . import backend
+
+
+class SGD:
+    """SGD with momentum, in the form Caffe uses (the paper trained with Caffe):
+
+        v <- momentum * v + lr * (grad + weight_decay * p)
+        p <- p - v
+
+    With a constant learning rate this equals PyTorch's form (v <- momentum v + g; p <- p - lr v);
+    they differ only while lr changes (here, during warm-up), where Caffe's keeps the velocity
+    that was built at the old rate. The paper's values: lr 0.1, momentum 0.9, weight decay 1e-8.
+
+    ``clip_norm``, when set, rescales the whole gradient so its global L2 norm is at most that
+    value before the update (see ``train.py`` for why MEnet needs it).
+    """
+
+    def __init__(self, parameters, lr, momentum=0.0, weight_decay=0.0, clip_norm=None):
+        self.parameters = list(parameters)
+        if not self.parameters:
+            raise ValueError("SGD: got no parameters to optimise")
+        self.lr, self.momentum, self.weight_decay, self.clip_norm = lr, momentum, weight_decay, clip_norm
+        self.velocities = [p.xp.zeros_like(p.data) for p in self.parameters]
+
+    def zero_grad(self):
+        for p in self.parameters:
+            p.grad = None
+
+    def grad_norm(self):
+        """Global L2 norm of the gradients: sqrt(sum over parameters of sum grad^2)."""
+        total = sum(float((p.grad.astype("float64") ** 2).sum()) for p in self.parameters if p.grad is not None)
+        return total ** 0.5
+
+    def step(self):
+        """One update; returns the gradient norm before clipping."""
+        norm = self.grad_norm()
+        scale = min(1.0, self.clip_norm / (norm + 1e-12)) if self.clip_norm else 1.0
+        for p, v in zip(self.parameters, self.velocities):
+            if p.grad is None:
+                continue
+            v *= self.momentum
+            v += self.lr * (scale * p.grad + self.weight_decay * p.data)
+            p.data -= v
+        return norm
+
+    def state_dict(self):
+        return {f"velocity.{i}": backend.to_numpy(v).copy() for i, v in enumerate(self.velocities)}
+
+    def load_state_dict(self, state):
+        if len(state) != len(self.velocities):
+            raise ValueError(f"SGD.load_state_dict: the state holds {len(state)} velocities but this optimiser has "
+                             f"{len(self.velocities)} parameters (saved from another model configuration?)")
+        for i, v in enumerate(self.velocities):
+            v[...] = backend.array_module(v).asarray(state[f"velocity.{i}"])

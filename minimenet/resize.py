@@ -1,0 +1,45 @@
+"""Bilinear resizing as two small matrix products.
+
+Sampling convention: half-pixel centres (``align_corners=False``, as PyTorch's and OpenCV's
+default). Output pixel o of a side resized from n_in to n_out samples the input at
+
+    s = (o + 0.5) * n_in / n_out - 0.5,   clamped below at 0,
+
+and blends pixels floor(s) and floor(s) + 1 (the last pixel repeats past the edge) with
+weights 1 - (s - floor(s)) and s - floor(s). No anti-aliasing when shrinking, as in PyTorch's
+``interpolate(mode="bilinear", align_corners=False)``. A 1 x 1 input spreads to a constant map.
+
+Separable, so y = A_h x A_w^T with interpolation matrices A_h (H_out, H_in), A_w (W_out, W_in),
+and the backward pass is the transpose: dx = A_h^T dy A_w.
+"""
+import numpy
+
+from .tensor import Tensor
+
+
+def interpolation_matrix(n_out, n_in, dtype=numpy.float64):
+    """A (n_out, n_in) matrix whose row o holds the bilinear weights of output pixel o."""
+    source = numpy.maximum((numpy.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0.0)
+    lower = numpy.minimum(numpy.floor(source).astype(int), n_in - 1)
+    upper = numpy.minimum(lower + 1, n_in - 1)
+    frac = source - lower
+    matrix = numpy.zeros((n_out, n_in))
+    numpy.add.at(matrix, (numpy.arange(n_out), lower), 1.0 - frac)
+    numpy.add.at(matrix, (numpy.arange(n_out), upper), frac)
+    return matrix.astype(dtype)
+
+
+def resize(x, size):
+    """Bilinear resize of x (N, C, H, W) to size = (H_out, W_out)."""
+    if x.ndim != 4:
+        raise ValueError(f"resize: input must be 4-D (batch, channels, height, width), got shape {x.shape}")
+    h_out, w_out = size
+    if h_out < 1 or w_out < 1:
+        raise ValueError(f"resize: output size must be positive, got {size}")
+    xp = x.xp
+    a_h = xp.asarray(interpolation_matrix(h_out, x.shape[2], x.dtype))
+    a_w = xp.asarray(interpolation_matrix(w_out, x.shape[3], x.dtype))
+
+    def backward(g):
+        return (a_h.T @ g @ a_w,)
+    return Tensor.from_op(a_h @ x.data @ a_w.T, (x,), backward, "resize")
