@@ -1,0 +1,125 @@
+"""Launchers for the convolution kernels of ``kernels/conv2d.cu``.
+
+All three take and return NCHW float32 arrays, NumPy (run in the CPU emulator) or CuPy (run on
+the GPU); other dtypes and layouts are converted first.
+
+ConvTranspose2d with weight ``w`` of shape (Cin, Cout, kh, kw) runs on the same three functions
+with the roles swapped, reading ``w`` as a convolution weight with co = Cin, ci = Cout:
+
+* forward:      ``conv2d_input_grad(x, w, (B, Cout, Hout, Wout), stride, padding)``, where
+                Hout = (H - 1) sh - 2 ph + kh + output_padding_h: the explicit output shape is
+                what carries output_padding;
+* input grad:   ``conv2d_forward(dy, w, stride, padding)``;
+* weight grad:  ``conv2d_weight_grad(dy, x, w.shape, stride, padding)`` (x and dy swapped).
+"""
+import functools
+
+from ..backend import array_module
+from . import sources
+from .launch import launch
+
+KERNEL_FILE = "conv2d.cu"
+
+# Split-K for the weight gradient (see conv2d_weight_grad in the .cu file): enough blocks to
+# fill a large GPU several times over (an H100 has 132 SMs, each holding up to 8 blocks of 256
+# threads), but never so thin a slice that a block's atomic adds outweigh its arithmetic.
+TARGET_BLOCKS = 1024
+MIN_SLABS_PER_SLICE = 8
+
+_INT32_ELEMENTS = 2**31
+
+
+@functools.lru_cache(maxsize=None)
+def tile():
+    """CONV_TILE of the kernel file: the side of a block and of the tile of C it computes."""
+    return sources.int_constant(KERNEL_FILE, "CONV_TILE")
+
+
+def _pair(value, name):
+    pair = (value, value) if isinstance(value, int) else tuple(int(v) for v in value)
+    if len(pair) != 2:
+        raise ValueError(f"{name} must be an int or a pair (h, w), got {value!r}")
+    return pair
+
+
+def _float32(a):
+    xp = array_module(a)
+    return xp.ascontiguousarray(a, dtype=xp.float32)
+
+
+def _output_size(size, kernel, stride, pad):
+    return (size + 2 * pad - kernel) // stride + 1
+
+
+def _blocks(count):
+    return -(-count // tile())
+
+
+def _geometry(x_shape, w_shape, stride, padding, what):
+    """The 13 size arguments every conv kernel takes, validated."""
+    batch, in_channels, height, width = (int(s) for s in x_shape)
+    out_channels, w_in_channels, kernel_h, kernel_w = (int(s) for s in w_shape)
+    (stride_h, stride_w), (pad_h, pad_w) = _pair(stride, "stride"), _pair(padding, "padding")
+    if in_channels != w_in_channels:
+        raise ValueError(f"{what}: input has {in_channels} channels but the weight {tuple(w_shape)} expects {w_in_channels}")
+    if min(stride_h, stride_w) < 1 or min(pad_h, pad_w) < 0:
+        raise ValueError(f"{what}: stride must be >= 1 and padding >= 0, got stride {stride}, padding {padding}")
+    out_h = _output_size(height, kernel_h, stride_h, pad_h)
+    out_w = _output_size(width, kernel_w, stride_w, pad_w)
+    if out_h < 1 or out_w < 1:
+        raise ValueError(f"{what}: a {kernel_h}x{kernel_w} kernel does not fit a {height}x{width} input padded by {padding}")
+    sizes = (batch * in_channels * height * width, batch * out_channels * out_h * out_w, out_channels * in_channels * kernel_h * kernel_w)
+    if max(sizes) >= _INT32_ELEMENTS:
+        raise ValueError(f"{what}: a tensor has 2^31 elements or more; the kernels index with 32-bit ints, so split the batch")
+    return (batch, in_channels, height, width, out_channels, kernel_h, kernel_w,
+            stride_h, stride_w, pad_h, pad_w, out_h, out_w)
+
+
+def conv2d_forward(x, w, stride, padding):
+    """y (B, Co, Ho, Wo) = conv(x (B, Ci, H, W), w (Co, Ci, kh, kw)), zero padding, no bias."""
+    x, w = _float32(x), _float32(w)
+    geometry = _geometry(x.shape, w.shape, stride, padding, "conv2d_forward")
+    batch, out_channels, out_h, out_w = geometry[0], geometry[4], geometry[11], geometry[12]
+    y = array_module(x).empty((batch, out_channels, out_h, out_w), dtype=x.dtype)
+    grid = (_blocks(batch * out_h * out_w), _blocks(out_channels), 1)
+    launch(KERNEL_FILE, "conv2d_forward", grid, (tile(), tile(), 1), (x, w, y, *geometry))
+    return y
+
+
+def conv2d_input_grad(dy, w, x_shape, stride, padding):
+    """dx of shape ``x_shape`` from dy (B, Co, Ho, Wo). ``x_shape`` may exceed the smallest input
+    giving Ho x Wo (by less than the stride): the extra rows and columns touch no output, dx = 0."""
+    dy, w = _float32(dy), _float32(w)
+    geometry = _geometry(x_shape, w.shape, stride, padding, "conv2d_input_grad")
+    batch, in_channels, height, width = geometry[:4]
+    expected_dy = (batch, geometry[4], geometry[11], geometry[12])
+    if tuple(dy.shape) != expected_dy:
+        raise ValueError(f"conv2d_input_grad: dy has shape {tuple(dy.shape)}, but an input of shape {tuple(x_shape)} gives outputs of shape {expected_dy}")
+    dx = array_module(dy).empty((batch, in_channels, height, width), dtype=dy.dtype)
+    grid = (_blocks(batch * height * width), _blocks(in_channels), 1)
+    launch(KERNEL_FILE, "conv2d_input_grad", grid, (tile(), tile(), 1), (dy, w, dx, *geometry))
+    return dx
+
+
+def weight_grad_slices(w_shape, dy_shape):
+    """How many slices (grid.z) the weight gradient splits its K = B Ho Wo sum into."""
+    out_channels, in_channels, kernel_h, kernel_w = w_shape
+    batch, _, out_h, out_w = dy_shape
+    tiles = _blocks(out_channels) * _blocks(in_channels * kernel_h * kernel_w)
+    slabs = _blocks(batch * out_h * out_w)
+    return max(1, min(-(-TARGET_BLOCKS // tiles), slabs // MIN_SLABS_PER_SLICE))
+
+
+def conv2d_weight_grad(x, dy, w_shape, stride, padding):
+    """dw of shape ``w_shape`` (Co, Ci, kh, kw) from x (B, Ci, H, W) and dy (B, Co, Ho, Wo)."""
+    x, dy = _float32(x), _float32(dy)
+    geometry = _geometry(x.shape, w_shape, stride, padding, "conv2d_weight_grad")
+    expected_dy = (geometry[0], geometry[4], geometry[11], geometry[12])
+    if tuple(dy.shape) != expected_dy:
+        raise ValueError(f"conv2d_weight_grad: dy has shape {tuple(dy.shape)}, but x {tuple(x.shape)} and w {tuple(w_shape)} give outputs of shape {expected_dy}")
+    w_shape = tuple(int(s) for s in w_shape)
+    dw = array_module(x).zeros(w_shape, dtype=x.dtype)  # the kernel accumulates into it
+    out_channels, in_channels, kernel_h, kernel_w = w_shape
+    grid = (_blocks(in_channels * kernel_h * kernel_w), _blocks(out_channels), weight_grad_slices(w_shape, dy.shape))
+    launch(KERNEL_FILE, "conv2d_weight_grad", grid, (tile(), tile(), 1), (x, dy, dw, *geometry))
+    return dw

@@ -1,0 +1,741 @@
+"""Salient-object datasets: folder loading, splits, augmentation, batches and a synthetic default set.
+
+Layouts (detected automatically, images and masks paired by file stem):
+
+* MSRA10K: ``NAME.jpg`` beside ``NAME.png`` in one folder (images .jpg/.jpeg/.bmp, masks .png).
+* split: ``images/NAME.*`` and ``masks/NAME.*`` subfolders, as DUTS and ECSSD ship after renaming
+  (images .jpg/.jpeg/.png/.bmp, masks .png/.bmp/.jpg).
+
+Validation happens in two stages. At construction every file is checked eagerly and cheaply: a
+zero-byte file, garbage bytes or a corrupt PNG chunk is caught by ``PIL.Image.open`` plus
+``verify()`` (headers and checksums, no pixel decoding; a few seconds for 10 000 pairs). A JPEG
+truncated in its pixel data passes that check and fails only when decoded, so decoding failures are
+caught lazily in ``SaliencyDataset.load``, which then returns None; the training sampler simply
+moves on to the next item of its shuffled order, and evaluation leaves the image out. Both stages
+record the file in ``dataset.skipped`` and ``dataset.summary()`` counts them.
+
+Loading: images become RGB (grey, palette and RGBA are converted; alpha is dropped); masks are
+converted to grey and binarised at 128 (grey >= 128 is salient). A mask whose size differs from
+its image's is resized to the image's size (nearest neighbour) with a warning.
+
+Normalisation: images are scaled to [0, 1] and standardised per channel with the ImageNet mean and
+standard deviation (``IMAGE_MEAN``, ``IMAGE_STD``), the usual convention, which centres natural
+images near zero with unit spread even for a network trained from scratch.
+
+Training augmentation (the paper's "cropping and flipping images randomly"): a crop box whose
+height and width are each drawn uniformly from 80-100 % of the image's (``CROP_SCALE``), at a
+uniformly random position; a horizontal flip with probability 0.5; then a resize to S x S, bilinear
+for the image and nearest neighbour for the mask. Evaluation resizes the whole image to S x S and
+keeps the mask at its original size, so that predicted maps are resized back
+(``resize_saliency_map``) and scored at full resolution, as the benchmarks do.
+"""
+import json
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+IMAGE_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGE_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+CROP_SCALE = (0.8, 1.0)
+FLIP_PROBABILITY = 0.5
+MASK_THRESHOLD = 128
+# Decoded images are cached as uint8 up to this many bytes: all of MSRA10K decoded is about
+# 4 GB, the default synthetic set about 40 MB.
+DEFAULT_CACHE_BYTES = 2 * 1024 ** 3
+
+MSRA10K_TRAIN_COUNT = 8500
+MSRA10K_VALIDATION_COUNT = 500
+
+_MSRA10K_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".bmp")
+_MSRA10K_MASK_EXTENSIONS = (".png",)
+_SPLIT_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+_SPLIT_MASK_EXTENSIONS = (".png", ".bmp", ".jpg")
+_LAYOUTS_ACCEPTED = (
+    "accepted layouts: MSRA10K (NAME.jpg beside NAME.png in one folder) or split "
+    "(images/NAME.jpg and masks/NAME.png subfolders; images .jpg/.jpeg/.png/.bmp, masks .png/.bmp/.jpg)")
+_EXAMPLES_SHOWN = 5
+
+# Independent random streams derived from one seed, told apart by their second seed word.
+_SHUFFLE_STREAM, _AUGMENT_STREAM = 0, 1
+
+
+class DatasetError(ValueError):
+    """A dataset folder, split or list that cannot be used as it is."""
+
+
+class DatasetWarning(UserWarning):
+    """Something in a dataset was left out or repaired; loading goes on."""
+
+
+@dataclass(frozen=True)
+class SamplePaths:
+    stem: str
+    image: Path
+    mask: Path
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    path: Path
+    reason: str
+
+
+@dataclass(frozen=True)
+class Sample:
+    stem: str
+    image: np.ndarray  # uint8 (H, W, 3) RGB
+    mask: np.ndarray  # bool (H, W), True = salient
+
+
+def _examples(names):
+    names = sorted(names)
+    shown = ", ".join(names[:_EXAMPLES_SHOWN])
+    return shown + (", ..." if len(names) > _EXAMPLES_SHOWN else "")
+
+
+def _files_by_stem(folder, extensions):
+    """{stem: path} of the files in ``folder`` with one of ``extensions`` (earlier ones win a tie)."""
+    found = {}
+    for path in sorted(folder.iterdir()):
+        suffix = path.suffix.lower()
+        if path.is_file() and suffix in extensions:
+            best = found.get(path.stem)
+            if best is None or extensions.index(suffix) < extensions.index(best.suffix.lower()):
+                found[path.stem] = path
+    return found
+
+
+def _describe_contents(root):
+    entries = sorted(root.iterdir())
+    folders = [entry.name + "/" for entry in entries if entry.is_dir()]
+    files = [entry for entry in entries if entry.is_file()]
+    suffixes = sorted({entry.suffix.lower() or "(no extension)" for entry in files})
+    return (f"found {len(files)} files (extensions: {', '.join(suffixes) or 'none'}) "
+            f"and {len(folders)} folders ({_examples(folders) or 'none'})")
+
+
+def _scan_layout(root):
+    """(layout name, {stem: image path}, {stem: mask path}) for a dataset folder."""
+    if not root.is_dir():
+        raise DatasetError(f"dataset folder {root} does not exist or is not a folder")
+    if not any(root.iterdir()):
+        raise DatasetError(f"dataset folder {root} is empty; {_LAYOUTS_ACCEPTED}")
+    image_folder, mask_folder = root / "images", root / "masks"
+    if image_folder.is_dir() and mask_folder.is_dir():
+        images = _files_by_stem(image_folder, _SPLIT_IMAGE_EXTENSIONS)
+        masks = _files_by_stem(mask_folder, _SPLIT_MASK_EXTENSIONS)
+        layout = "split"
+    elif image_folder.is_dir() or mask_folder.is_dir():
+        present, missing = ("images/", "masks/") if image_folder.is_dir() else ("masks/", "images/")
+        raise DatasetError(f"dataset folder {root} has {present} but no {missing} subfolder; {_LAYOUTS_ACCEPTED}")
+    else:
+        images = _files_by_stem(root, _MSRA10K_IMAGE_EXTENSIONS)
+        masks = _files_by_stem(root, _MSRA10K_MASK_EXTENSIONS)
+        layout = "MSRA10K"
+    if not images.keys() & masks.keys():
+        raise DatasetError(
+            f"no image-mask pairs in {root} (read as the {layout} layout: {len(images)} images, {len(masks)} masks); "
+            f"{_describe_contents(root)}; {_LAYOUTS_ACCEPTED}")
+    return layout, images, masks
+
+
+def _verification_failure(path):
+    """Why ``path`` is not a readable image (cheap header and checksum check), or None if it looks fine."""
+    if path.stat().st_size == 0:
+        return "empty (zero-byte) file"
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except Exception as error:  # PIL raises many types (OSError, SyntaxError, struct.error, ...) on bad bytes
+        return f"not a readable image ({type(error).__name__}: {error})"
+    return None
+
+
+def _read_image(path):
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def _read_mask(path):
+    with Image.open(path) as mask:
+        # "L" converts RGB with the ITU-R 601 luma weights, palette masks through their palette.
+        return np.asarray(mask.convert("L")) >= MASK_THRESHOLD
+
+
+class _SharedLoadState:
+    """Cache and failure records shared by a dataset and the subsets made from it."""
+
+    def __init__(self, cache_bytes):
+        self.cache_budget = cache_bytes
+        self.cached_bytes = 0
+        self.cache = {}  # stem -> Sample
+        self.skipped = []  # SkippedFile, in the order found
+        self.unreadable_stems = set()
+
+
+class SaliencyDataset:
+    """Image-mask pairs of a folder in the MSRA10K or split layout (see the module doc).
+
+    ``samples`` lists the usable pairs sorted by stem; ``skipped``, ``unpaired_images`` and
+    ``unpaired_masks`` what was left out. ``load(index)`` decodes a pair (cached in memory as uint8
+    up to ``cache_bytes``); ``subset(stems)`` restricts to a split while sharing that cache.
+    """
+
+    def __init__(self, root, *, verify=True, cache_bytes=DEFAULT_CACHE_BYTES):
+        self.root = Path(root)
+        self.layout, images, masks = _scan_layout(self.root)
+        self.unpaired_images = sorted(images.keys() - masks.keys())
+        self.unpaired_masks = sorted(masks.keys() - images.keys())
+        for stems, kind, missing in ((self.unpaired_images, "images have", "mask"),
+                                     (self.unpaired_masks, "masks have", "image")):
+            if stems:
+                warnings.warn(f"{self.root}: {len(stems)} {kind} no {missing} and are left out ({_examples(stems)})",
+                              DatasetWarning, stacklevel=2)
+        self._state = _SharedLoadState(cache_bytes)
+        self.samples = []
+        for stem in sorted(images.keys() & masks.keys()):
+            pair = SamplePaths(stem, images[stem], masks[stem])
+            failures = [(path, _verification_failure(path)) for path in (pair.image, pair.mask)] if verify else []
+            failures = [SkippedFile(path, reason) for path, reason in failures if reason is not None]
+            if failures:
+                self._state.skipped.extend(failures)
+            else:
+                self.samples.append(pair)
+        if self._state.skipped:
+            warnings.warn(self._skipped_message(), DatasetWarning, stacklevel=2)
+        if not self.samples:
+            raise DatasetError(f"none of the image-mask pairs in {self.root} could be read; {self._skipped_message()}")
+
+    def _skipped_message(self):
+        skipped = self._state.skipped
+        return (f"{self.root}: skipped {len(skipped)} unreadable files "
+                f"({_examples(f'{entry.path.name} ({entry.reason})' for entry in skipped)})")
+
+    @property
+    def skipped(self):
+        """SkippedFile records of the unreadable files found so far (at construction or when loading)."""
+        return list(self._state.skipped)
+
+    @property
+    def stems(self):
+        return [pair.stem for pair in self.samples]
+
+    def __len__(self):
+        return len(self.samples)
+
+    def summary(self):
+        """One line: layout, usable pairs and what was left out."""
+        return (f"{self.root} ({self.layout} layout): {len(self)} pairs; {len(self._state.skipped)} unreadable files "
+                f"skipped; {len(self.unpaired_images)} images without mask, {len(self.unpaired_masks)} masks without image")
+
+    def subset(self, stems):
+        """The pairs named by ``stems`` (e.g. one split), sharing this dataset's cache and skip records."""
+        by_stem = {pair.stem: pair for pair in self.samples}
+        unknown = [stem for stem in stems if stem not in by_stem]
+        if unknown:
+            raise DatasetError(f"{len(unknown)} stems are not usable pairs of {self.root} ({_examples(unknown)}); "
+                               "check the split lists against dataset.stems and dataset.skipped")
+        subset = object.__new__(SaliencyDataset)
+        subset.root, subset.layout = self.root, self.layout
+        subset.unpaired_images, subset.unpaired_masks = self.unpaired_images, self.unpaired_masks
+        subset._state = self._state
+        subset.samples = [by_stem[stem] for stem in sorted(stems)]
+        return subset
+
+    def load(self, index):
+        """The decoded ``Sample`` at ``index``, or None when its files cannot be decoded (then recorded in ``skipped``)."""
+        pair = self.samples[index]
+        state = self._state
+        if pair.stem in state.cache:
+            return state.cache[pair.stem]
+        if pair.stem in state.unreadable_stems:
+            return None
+        try:
+            image = _read_image(pair.image)
+        except Exception as error:  # PIL raises many types on damaged data
+            return self._record_unreadable(pair, pair.image, error)
+        try:
+            mask = _read_mask(pair.mask)
+        except Exception as error:
+            return self._record_unreadable(pair, pair.mask, error)
+        if mask.shape != image.shape[:2]:
+            warnings.warn(f"{pair.mask.name}: mask size {mask.shape[1]}x{mask.shape[0]} differs from image size "
+                          f"{image.shape[1]}x{image.shape[0]}; resized to the image's (nearest neighbour)",
+                          DatasetWarning, stacklevel=2)
+            resized = Image.fromarray(mask.astype(np.uint8)).resize((image.shape[1], image.shape[0]), Image.NEAREST)
+            mask = np.asarray(resized).astype(bool)
+        sample = Sample(pair.stem, image, mask)
+        size = image.nbytes + mask.nbytes
+        if state.cached_bytes + size <= state.cache_budget:
+            state.cache[pair.stem] = sample
+            state.cached_bytes += size
+        return sample
+
+    def _record_unreadable(self, pair, path, error):
+        self._state.unreadable_stems.add(pair.stem)
+        self._state.skipped.append(SkippedFile(path, f"cannot be decoded ({type(error).__name__}: {error})"))
+        warnings.warn(f"{path}: cannot be decoded ({error}); skipped", DatasetWarning, stacklevel=3)
+        return None
+
+
+# --- Splits -------------------------------------------------------------------------------------
+
+
+def read_stem_list(path):
+    """Stems listed in a text file, one per line; blank lines and '#' comments are ignored, and a
+    file extension on a line (``0001.jpg``) is dropped."""
+    stems = []
+    for line in Path(path).read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name = Path(line).name
+            suffix = Path(name).suffix.lower()
+            stems.append(name[: -len(suffix)] if suffix in _SPLIT_IMAGE_EXTENSIONS + _SPLIT_MASK_EXTENSIONS else name)
+    return stems
+
+
+def _shuffled(stems, seed):
+    ordered = sorted(stems)
+    order = np.random.default_rng([seed, _SHUFFLE_STREAM]).permutation(len(ordered))
+    return [ordered[i] for i in order]
+
+
+def split_msra10k(stems, seed=0, test_stems=None):
+    """The paper's MSRA10K split: {'train', 'val', 'test'} -> sorted stem lists.
+
+    Without ``test_stems``: a seeded shuffle of the sorted stems gives 8 500 training, 500
+    validation and the rest (1 000 of MSRA10K) test stems. With ``test_stems`` (e.g.
+    ``read_stem_list('msra1k.txt')`` to hold out MSRA1K exactly, as the paper does): those are the
+    test set, 500 of the others are drawn for validation and the rest are for training.
+    """
+    stems = sorted(set(stems))
+    if test_stems is None:
+        needed = MSRA10K_TRAIN_COUNT + MSRA10K_VALIDATION_COUNT
+        if len(stems) <= needed:
+            raise DatasetError(f"the MSRA10K split needs more than {needed} images, got {len(stems)}; "
+                               "use split_by_fractions for smaller datasets")
+        shuffled = _shuffled(stems, seed)
+        train = shuffled[:MSRA10K_TRAIN_COUNT]
+        validation = shuffled[MSRA10K_TRAIN_COUNT:needed]
+        test = shuffled[needed:]
+    else:
+        test = sorted(set(test_stems))
+        unknown = sorted(set(test) - set(stems))
+        if unknown:
+            raise DatasetError(f"{len(unknown)} test stems are not in the dataset ({_examples(unknown)})")
+        remaining = _shuffled(set(stems) - set(test), seed)
+        if len(remaining) <= MSRA10K_VALIDATION_COUNT:
+            raise DatasetError(f"only {len(remaining)} images are left beside the test list, too few for "
+                               f"{MSRA10K_VALIDATION_COUNT} validation images and a training set")
+        validation = remaining[:MSRA10K_VALIDATION_COUNT]
+        train = remaining[MSRA10K_VALIDATION_COUNT:]
+    return {"train": sorted(train), "val": sorted(validation), "test": sorted(test)}
+
+
+def split_by_fractions(stems, fractions=None, seed=0):
+    """A seeded random split by fractions, {name: sorted stems}; default train 0.85 / val 0.05 / test 0.10.
+
+    Counts are rounded by largest remainder, so they add up to the number of stems exactly.
+    """
+    fractions = dict(fractions or {"train": 0.85, "val": 0.05, "test": 0.10})
+    if any(fraction < 0 for fraction in fractions.values()) or not np.isclose(sum(fractions.values()), 1):
+        raise DatasetError(f"split fractions must be non-negative and add up to 1, got {fractions}")
+    shuffled = _shuffled(set(stems), seed)
+    exact = np.array(list(fractions.values())) * len(shuffled)
+    counts = np.floor(exact).astype(int)
+    shortfall = len(shuffled) - counts.sum()
+    counts[np.argsort(counts - exact, kind="stable")[:shortfall]] += 1
+    splits, start = {}, 0
+    for name, count in zip(fractions, counts):
+        splits[name] = sorted(shuffled[start:start + count])
+        start += count
+    return splits
+
+
+def split_from_lists(stems, lists, remainder=None):
+    """{name: sorted stems} from list files ({name: path}); stems in no list go to ``remainder``
+    (a split name) or, when it is None, are left out."""
+    available = set(stems)
+    splits, owner = {}, {}
+    for name, path in lists.items():
+        listed = read_stem_list(path)
+        unknown = sorted(set(listed) - available)
+        if unknown:
+            raise DatasetError(f"list {path} names {len(unknown)} stems not in the dataset ({_examples(unknown)})")
+        for stem in listed:
+            if owner.setdefault(stem, name) != name:
+                raise DatasetError(f"stem {stem!r} is in both the {owner[stem]!r} and {name!r} lists")
+        splits[name] = sorted(set(listed))
+    if remainder is not None:
+        splits[remainder] = sorted(set(splits.get(remainder, [])) | (available - owner.keys()))
+    return splits
+
+
+# --- Augmentation and normalisation -------------------------------------------------------------
+
+
+def random_crop_box(height, width, rng, scale=CROP_SCALE):
+    """(left, top, right, bottom) of a box with each side a uniform ``scale`` fraction of the image's, placed uniformly."""
+    crop_height = max(1, round(height * rng.uniform(*scale)))
+    crop_width = max(1, round(width * rng.uniform(*scale)))
+    top = int(rng.integers(0, height - crop_height + 1))
+    left = int(rng.integers(0, width - crop_width + 1))
+    return left, top, left + crop_width, top + crop_height
+
+
+def _resize_pair(image, mask, size, box=None):
+    resized_image = Image.fromarray(image).resize((size, size), Image.BILINEAR, box=box)
+    resized_mask = Image.fromarray(mask.astype(np.uint8)).resize((size, size), Image.NEAREST, box=box)
+    return np.asarray(resized_image), np.asarray(resized_mask).astype(bool)
+
+
+def augment(image, mask, size, rng, *, crop_scale=CROP_SCALE, flip_probability=FLIP_PROBABILITY):
+    """A training view of one pair: random crop, random horizontal flip, resize to (size, size).
+
+    Returns uint8 (size, size, 3) and bool (size, size); the image and mask get the same crop and flip.
+    """
+    box = random_crop_box(*mask.shape, rng, crop_scale)
+    image, mask = _resize_pair(image, mask, size, box)
+    if rng.random() < flip_probability:
+        image, mask = image[:, ::-1], mask[:, ::-1]
+    return image, mask
+
+
+def resize_for_evaluation(image, size):
+    """The whole image resized to (size, size), bilinear, uint8."""
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+
+
+def resize_saliency_map(saliency, shape):
+    """A (S, S) float map resized (bilinear) to ``shape`` = (height, width), e.g. back to a mask's size."""
+    saliency = np.asarray(saliency, dtype=np.float32)
+    resized = np.asarray(Image.fromarray(saliency).resize((shape[1], shape[0]), Image.BILINEAR))
+    # Interpolation stays within the input's range up to rounding, which could put a map in [0, 1]
+    # a hair above 1 and make the metrics reject it.
+    return np.clip(resized, saliency.min(), saliency.max())
+
+
+def normalize(images):
+    """uint8 (..., H, W, 3) RGB -> float32 (..., 3, H, W), standardised with ``IMAGE_MEAN``/``IMAGE_STD``."""
+    images = np.asarray(images)
+    standardised = (images.astype(np.float32) / 255 - IMAGE_MEAN) / IMAGE_STD
+    return np.ascontiguousarray(np.moveaxis(standardised, -1, -3))
+
+
+def denormalize(images):
+    """The inverse of ``normalize`` for display: float (..., 3, H, W) -> uint8 (..., H, W, 3)."""
+    channels_last = np.moveaxis(np.asarray(images, dtype=np.float32), -3, -1)
+    return np.clip(np.rint((channels_last * IMAGE_STD + IMAGE_MEAN) * 255), 0, 255).astype(np.uint8)
+
+
+# --- Batches ------------------------------------------------------------------------------------
+
+
+class TrainingBatches:
+    """An endless, seeded, resumable iterator of augmented training batches.
+
+    Each ``next()`` gives ``(images, masks)``: float32 (B, 3, S, S) normalised images and int32
+    (B, S, S) masks with 1 = salient. Every epoch visits the dataset in a fresh shuffled order.
+
+    The randomness is a pure function of (seed, epoch, position in the epoch): the epoch's order
+    comes from a generator seeded with (seed, epoch) and each item's crop and flip from one seeded
+    with (seed, epoch, position). So ``state_dict()`` is just those three numbers, and a run
+    restored with ``load_state_dict()`` draws exactly the batches an uninterrupted run would. An
+    item whose files cannot be decoded is passed over (the next item of the order takes its place),
+    which is equally reproducible.
+    """
+
+    def __init__(self, dataset, batch_size, size, seed=0, *, crop_scale=CROP_SCALE,
+                 flip_probability=FLIP_PROBABILITY):
+        if batch_size < 1 or size < 1:
+            raise ValueError(f"batch_size and size must be positive, got {batch_size} and {size}")
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.size = size
+        self.seed = seed
+        self.crop_scale = crop_scale
+        self.flip_probability = flip_probability
+        self.epoch = 0
+        self.position = 0
+        self._order_epoch, self._order = None, None
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        images = np.empty((self.batch_size, self.size, self.size, 3), dtype=np.uint8)
+        masks = np.empty((self.batch_size, self.size, self.size), dtype=np.int32)
+        for slot in range(self.batch_size):
+            images[slot], masks[slot] = self._next_view()
+        return normalize(images), masks
+
+    def _epoch_order(self):
+        if self._order_epoch != self.epoch:
+            self._order = np.random.default_rng([self.seed, _SHUFFLE_STREAM, self.epoch]).permutation(len(self.dataset))
+            self._order_epoch = self.epoch
+        return self._order
+
+    def _next_view(self):
+        failures_in_a_row = 0
+        while True:
+            if self.position == len(self.dataset):
+                self.epoch, self.position = self.epoch + 1, 0
+            index = self._epoch_order()[self.position]
+            rng = np.random.default_rng([self.seed, _AUGMENT_STREAM, self.epoch, self.position])
+            self.position += 1
+            sample = self.dataset.load(index)
+            if sample is not None:
+                return augment(sample.image, sample.mask, self.size, rng,
+                               crop_scale=self.crop_scale, flip_probability=self.flip_probability)
+            failures_in_a_row += 1
+            # Any 2N consecutive draws contain a whole epoch, so then every item has failed.
+            if failures_in_a_row >= 2 * len(self.dataset):
+                raise DatasetError(f"none of the {len(self.dataset)} training pairs can be decoded; "
+                                   f"{self.dataset.summary()}")
+
+    def state_dict(self):
+        """Everything needed to resume: plain ints, safe to store as JSON or in an .npz."""
+        return {"seed": self.seed, "epoch": self.epoch, "position": self.position, "dataset_size": len(self.dataset)}
+
+    def load_state_dict(self, state):
+        if state["dataset_size"] != len(self.dataset):
+            raise DatasetError(f"the saved sampler state is for a dataset of {state['dataset_size']} pairs but this one "
+                               f"has {len(self.dataset)}; resume with the same dataset and split")
+        self.seed, self.epoch, self.position = int(state["seed"]), int(state["epoch"]), int(state["position"])
+
+
+@dataclass(frozen=True)
+class EvaluationBatch:
+    images: np.ndarray  # float32 (B, 3, S, S), normalised
+    masks: list  # bool (H, W) arrays at each image's original size
+    stems: list
+
+
+def evaluation_batches(dataset, size, batch_size=16):
+    """Batches of whole images resized to (size, size) with their full-size masks, in stem order.
+
+    Undecodable pairs are left out (and recorded in ``dataset.skipped``).
+    """
+    images, masks, stems = [], [], []
+    for index in range(len(dataset)):
+        sample = dataset.load(index)
+        if sample is None:
+            continue
+        images.append(resize_for_evaluation(sample.image, size))
+        masks.append(sample.mask)
+        stems.append(sample.stem)
+        if len(images) == batch_size:
+            yield EvaluationBatch(normalize(np.stack(images)), masks, stems)
+            images, masks, stems = [], [], []
+    if images:
+        yield EvaluationBatch(normalize(np.stack(images)), masks, stems)
+
+
+# --- The synthetic default dataset --------------------------------------------------------------
+
+SYNTHETIC_VERSION = 1
+_SYNTHETIC_MARKER = "minimenet-synthetic.json"
+
+
+def default_synthetic_root():
+    """Where the synthetic set lives: ``$MINIMENET_DATA`` if set, else ``~/.cache/minimenet/synthetic-v1``."""
+    override = os.environ.get("MINIMENET_DATA")
+    if override:
+        return Path(override).expanduser()
+    cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache_home / "minimenet" / f"synthetic-v{SYNTHETIC_VERSION}"
+
+
+def _pixel_grid(height, width):
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    return y + 0.5, x + 0.5
+
+
+def _polygon_mask(y, x, vertices):
+    """Even-odd point-in-polygon test of every pixel centre against (N, 2) vertices (x, y)."""
+    inside = np.zeros(y.shape, dtype=bool)
+    for (x1, y1), (x2, y2) in zip(vertices, np.roll(vertices, -1, axis=0)):
+        if y1 == y2:
+            continue  # a horizontal edge is never crossed by the horizontal ray
+        crosses = (y1 > y) != (y2 > y)
+        inside ^= crosses & (x < x1 + (x2 - x1) * (y - y1) / (y2 - y1))
+    return inside
+
+
+def _random_shape(rng, y, x, centre_y, centre_x, radius):
+    """A boolean mask of one shape (ellipse, polygon, star or rounded blob) of about ``radius``."""
+    kind = rng.integers(4)
+    angle = rng.uniform(0, 2 * np.pi)
+    dy, dx = y - centre_y, x - centre_x
+    if kind == 0:  # ellipse
+        stretch = rng.uniform(0.6, 1.0)
+        along = dx * np.cos(angle) + dy * np.sin(angle)
+        across = -dx * np.sin(angle) + dy * np.cos(angle)
+        return (along / radius) ** 2 + (across / (radius * stretch)) ** 2 <= 1
+    if kind in (1, 2):  # polygon with jittered corners, or a star alternating outer and inner corners
+        points = rng.integers(3, 8) if kind == 1 else rng.integers(5, 8)
+        if kind == 1:
+            angles = angle + (np.arange(points) + rng.uniform(-0.25, 0.25, points)) * 2 * np.pi / points
+            radii = radius * rng.uniform(0.85, 1.15, points)
+        else:
+            angles = angle + np.arange(2 * points) * np.pi / points
+            radii = radius * np.where(np.arange(2 * points) % 2 == 0, 1.15, rng.uniform(0.45, 0.6))
+        vertices = np.stack([centre_x + radii * np.cos(angles), centre_y + radii * np.sin(angles)], axis=1)
+        return _polygon_mask(y, x, vertices)
+    # Rounded blob: a circle whose radius wobbles with a few low angular frequencies.
+    theta = np.arctan2(dy, dx)
+    boundary = np.ones_like(theta)
+    for frequency in (2, 3, 4):
+        boundary += rng.uniform(-0.15, 0.15) * np.cos(frequency * theta + rng.uniform(0, 2 * np.pi))
+    return np.hypot(dy, dx) <= radius * boundary
+
+
+def _smooth_noise(rng, height, width, cell):
+    coarse = rng.random((height // cell + 2, width // cell + 2)).astype(np.float32)
+    return np.asarray(Image.fromarray(coarse).resize((width, height), Image.BILINEAR))
+
+
+def _pattern(rng, y, x, kind):
+    """A texture field in [0, 1]: 0 flat, 1 stripes, 2 checkerboard, 3 smooth noise."""
+    if kind == 0:
+        return np.zeros(y.shape, dtype=np.float32)
+    angle, period = rng.uniform(0, np.pi), rng.uniform(5, 14)
+    u = x * np.cos(angle) + y * np.sin(angle)
+    v = -x * np.sin(angle) + y * np.cos(angle)
+    if kind == 1:
+        return (np.sin(2 * np.pi * u / period) > 0).astype(np.float32)
+    if kind == 2:
+        return ((np.floor(u / period) + np.floor(v / period)) % 2).astype(np.float32)
+    return _smooth_noise(rng, *y.shape, cell=int(rng.integers(4, 10)))
+
+
+def _paint(canvas, region, colour, opacity=1.0, second_colour=None, pattern=None):
+    """Blend a fill into ``canvas`` where ``region`` (bool, or soft weights in [0, 1]) is set.
+
+    The fill is ``colour``, or with a ``pattern`` field in [0, 1] a mix of it and ``second_colour``.
+    """
+    rows, columns = np.flatnonzero(region.any(axis=1)), np.flatnonzero(region.any(axis=0))
+    if rows.size == 0:
+        return
+    # Work on the region's bounding box only: shapes cover a small part of the image.
+    box = slice(rows[0], rows[-1] + 1), slice(columns[0], columns[-1] + 1)
+    fill = colour if pattern is None else colour + pattern[box][..., None] * (second_colour - colour)
+    weight = (region[box].astype(np.float32) * opacity)[..., None]
+    canvas[box] += weight * (fill - canvas[box])
+
+
+def _distinct_colour(rng, avoid, minimum_distance):
+    """A random RGB colour at least ``minimum_distance`` from ``avoid`` (the farthest of a few tries)."""
+    candidates = rng.uniform(0, 255, (12, 3)).astype(np.float32)
+    distances = np.linalg.norm(candidates - avoid, axis=1)
+    good = np.flatnonzero(distances >= minimum_distance)
+    return candidates[good[0]] if good.size else candidates[np.argmax(distances)]
+
+
+def synthesize_sample(seed, index, min_side=80, max_side=128):
+    """One synthetic image (uint8 (H, W, 3)) and its salient-object mask (bool (H, W)).
+
+    A cluttered background (colour gradient, faint texture, soft large blobs), a few small,
+    off-centre, lower-contrast distractor shapes that are not salient, and one larger, more central,
+    contrasting, possibly textured main object, which the mask marks. Distractors sometimes take the
+    object's colour, so colour alone does not solve the task.
+    """
+    rng = np.random.default_rng([seed, index])
+    height, width = (int(side) for side in rng.integers(min_side, max_side + 1, 2))
+    y, x = _pixel_grid(height, width)
+
+    start, end = rng.uniform(30, 225, (2, 3)).astype(np.float32)
+    direction = rng.uniform(0, 2 * np.pi)
+    ramp = (x * np.cos(direction) + y * np.sin(direction)) / max(height, width)
+    ramp = (ramp - ramp.min()) / (ramp.max() - ramp.min())
+    canvas = start + ramp[..., None] * (end - start)
+    background_colour = canvas.reshape(-1, 3).mean(axis=0)
+    texture_shift = rng.uniform(-50, 50, 3).astype(np.float32) * rng.uniform(0.3, 0.8)
+    canvas += _pattern(rng, y, x, rng.integers(4))[..., None] * texture_shift
+    for _ in range(rng.integers(2, 5)):
+        blob_y, blob_x = rng.uniform(0, height), rng.uniform(0, width)
+        blob_radius = rng.uniform(0.2, 0.45) * min(height, width)
+        soft_disc = np.clip((blob_radius - np.hypot(y - blob_y, x - blob_x)) / (0.5 * blob_radius), 0, 1)
+        blob_colour = rng.uniform(0, 255, 3).astype(np.float32)
+        _paint(canvas, soft_disc, blob_colour, opacity=rng.uniform(0.35, 0.65))
+
+    side = min(height, width)
+    object_radius = rng.uniform(0.24, 0.34) * side
+    object_colour = _distinct_colour(rng, background_colour, minimum_distance=70)
+    for _ in range(rng.integers(2, 5)):
+        # Distractors lie towards the border, are a third to a half of the object's size and are
+        # partly blended into the background, so they stand out less than the object.
+        direction, reach = rng.uniform(0, 2 * np.pi), rng.uniform(0.3, 0.45)
+        shape = _random_shape(rng, y, x, height * (0.5 + reach * np.sin(direction)),
+                              width * (0.5 + reach * np.cos(direction)), object_radius * rng.uniform(0.3, 0.5))
+        colour = object_colour if rng.random() < 0.3 else rng.uniform(0, 255, 3).astype(np.float32)
+        _paint(canvas, shape, colour, opacity=rng.uniform(0.55, 0.85))
+
+    centre_y = height * (0.5 + rng.uniform(-0.12, 0.12))
+    centre_x = width * (0.5 + rng.uniform(-0.12, 0.12))
+    mask = _random_shape(rng, y, x, centre_y, centre_x, object_radius)
+    second_colour = np.clip(object_colour + rng.uniform(-70, 70, 3), 0, 255).astype(np.float32)
+    _paint(canvas, mask, object_colour, second_colour=second_colour, pattern=_pattern(rng, y, x, rng.integers(4)))
+
+    canvas += rng.uniform(2, 7) * rng.standard_normal(canvas.shape, dtype=np.float32)
+    return np.clip(np.rint(canvas), 0, 255).astype(np.uint8), mask
+
+
+def _synthetic_marker(count, seed, min_side, max_side):
+    return {"generator": "minimenet.data.make_synthetic_dataset", "version": SYNTHETIC_VERSION,
+            "count": count, "seed": seed, "min_side": min_side, "max_side": max_side}
+
+
+def _read_marker(root):
+    try:
+        return json.loads((root / _SYNTHETIC_MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _holds_only_synthetic_files(root):
+    """True when every entry of ``root`` is a file the generator writes (an incomplete or older set)."""
+    return all(entry.is_file() and (entry.name == _SYNTHETIC_MARKER or re.fullmatch(r"\d{5,}\.(jpg|png)", entry.name))
+               for entry in root.iterdir())
+
+
+def make_synthetic_dataset(root=None, count=1000, seed=0, *, min_side=80, max_side=128):
+    """Write (or reuse) the synthetic salient-object set in the MSRA10K layout and return its folder.
+
+    ``root`` defaults to ``default_synthetic_root()``. Files are ``00000.jpg`` (JPEG quality 95) and
+    ``00000.png`` (mask, 0/255), each image between ``min_side`` and ``max_side`` pixels per side.
+    The same seed gives byte-identical files. The set is generated in a temporary sibling folder
+    that is renamed into place only when complete, with a marker file recording count, seed and
+    version; a folder with a matching marker is reused, and one holding only generator files
+    without a matching marker (other parameters, or a set whose writing was interrupted) is
+    regenerated. Any other existing folder is refused rather than overwritten.
+    """
+    root = Path(root) if root is not None else default_synthetic_root()
+    marker = _synthetic_marker(count, seed, min_side, max_side)
+    if _read_marker(root) == marker:
+        return root
+    if root.exists() and not (root.is_dir() and _holds_only_synthetic_files(root)):
+        raise DatasetError(f"{root} exists and holds files other than a synthetic set; "
+                           "choose another folder (or set MINIMENET_DATA) rather than overwrite it")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.partial-", dir=root.parent))
+    try:
+        for index in range(count):
+            image, mask = synthesize_sample(seed, index, min_side, max_side)
+            Image.fromarray(image).save(staging / f"{index:05d}.jpg", quality=95)
+            Image.fromarray(mask.astype(np.uint8) * 255).save(staging / f"{index:05d}.png")
+        (staging / _SYNTHETIC_MARKER).write_text(json.dumps(marker, indent=1))
+        if root.exists():
+            shutil.rmtree(root)  # only generator files, checked above
+        os.replace(staging, root)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return root

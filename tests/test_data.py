@@ -1,0 +1,409 @@
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from minimenet import data
+from minimenet.data import DatasetError, DatasetWarning, SaliencyDataset, TrainingBatches
+
+
+def write_image(path, height=10, width=12, mode="RGB", seed=0):
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 4), dtype=np.uint8)
+    channels = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
+    Image.fromarray(pixels[..., :channels].squeeze(-1) if channels == 1 else pixels[..., :channels], mode).save(path)
+
+
+def write_mask(path, values):
+    Image.fromarray(np.asarray(values, dtype=np.uint8)).save(path)
+
+
+def square_mask(height=10, width=12):
+    mask = np.zeros((height, width), np.uint8)
+    mask[2:6, 3:8] = 255
+    return mask
+
+
+def make_msra_folder(root, stems=("a", "b", "c")):
+    root.mkdir(exist_ok=True)
+    for number, stem in enumerate(stems):
+        write_image(root / f"{stem}.jpg", seed=number)
+        write_mask(root / f"{stem}.png", square_mask())
+    return root
+
+
+def make_split_folder(root, stems=("a", "b", "c")):
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for number, stem in enumerate(stems):
+        write_image(root / "images" / f"{stem}.png", seed=number)
+        write_mask(root / "masks" / f"{stem}.bmp", square_mask())
+    return root
+
+
+def quiet_dataset(root, **options):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DatasetWarning)
+        return SaliencyDataset(root, **options)
+
+
+# --- Layouts and pairing ----------------------------------------------------------------------
+
+
+def test_msra10k_layout_pairs_by_stem(tmp_path):
+    dataset = SaliencyDataset(make_msra_folder(tmp_path / "d"))
+    assert dataset.layout == "MSRA10K"
+    assert dataset.stems == ["a", "b", "c"]
+    sample = dataset.load(1)
+    assert sample.stem == "b" and sample.image.shape == (10, 12, 3) and sample.image.dtype == np.uint8
+    assert sample.mask.dtype == bool and sample.mask.sum() == 20
+
+
+def test_split_layout_pairs_by_stem(tmp_path):
+    dataset = SaliencyDataset(make_split_folder(tmp_path / "d"))
+    assert dataset.layout == "split"
+    assert dataset.stems == ["a", "b", "c"]
+    assert dataset.samples[0].image.name == "a.png" and dataset.samples[0].mask.name == "a.bmp"
+
+
+def test_missing_masks_and_images_are_reported_not_fatal(tmp_path):
+    root = make_msra_folder(tmp_path / "d")
+    write_image(root / "lonely_image.jpg")
+    write_mask(root / "lonely_mask.png", square_mask())
+    with pytest.warns(DatasetWarning) as records:
+        dataset = SaliencyDataset(root)
+    messages = " ".join(str(record.message) for record in records)
+    assert "1 images have no mask" in messages and "lonely_image" in messages
+    assert "1 masks have no image" in messages and "lonely_mask" in messages
+    assert dataset.stems == ["a", "b", "c"]
+    assert dataset.unpaired_images == ["lonely_image"] and dataset.unpaired_masks == ["lonely_mask"]
+    assert "1 images without mask, 1 masks without image" in dataset.summary()
+
+
+def test_empty_folder_error_names_the_accepted_layouts(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="is empty") as error:
+        SaliencyDataset(tmp_path / "empty")
+    assert "MSRA10K" in str(error.value) and "images/" in str(error.value)
+
+
+def test_missing_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(DatasetError, match="does not exist"):
+        SaliencyDataset(tmp_path / "nowhere")
+
+
+def test_wrong_layout_error_says_what_was_found(tmp_path):
+    root = tmp_path / "d"
+    (root / "Imgs").mkdir(parents=True)
+    (root / "notes.txt").write_text("hello")
+    write_image(root / "Imgs" / "a.jpg")
+    with pytest.raises(DatasetError) as error:
+        SaliencyDataset(root)
+    message = str(error.value)
+    assert "no image-mask pairs" in message and "Imgs/" in message and ".txt" in message
+    assert "accepted layouts" in message
+
+
+def test_images_folder_without_masks_folder_is_named(tmp_path):
+    (tmp_path / "d" / "images").mkdir(parents=True)
+    with pytest.raises(DatasetError, match="has images/ but no masks/"):
+        SaliencyDataset(tmp_path / "d")
+
+
+# --- Damaged files ------------------------------------------------------------------------------
+
+
+def test_corrupt_and_zero_byte_files_are_skipped_and_counted(tmp_path):
+    root = make_msra_folder(tmp_path / "d", stems=("a", "b", "c", "d"))
+    (root / "b.jpg").write_bytes(b"")
+    (root / "c.png").write_bytes(b"this is not a png at all")
+    with pytest.warns(DatasetWarning, match="skipped 2 unreadable files"):
+        dataset = SaliencyDataset(root)
+    assert dataset.stems == ["a", "d"]
+    assert sorted(entry.path.name for entry in dataset.skipped) == ["b.jpg", "c.png"]
+    assert "zero-byte" in dataset.skipped[0].reason
+    assert "2 unreadable files skipped" in dataset.summary()
+
+
+def test_truncated_jpeg_is_skipped_when_decoded(tmp_path):
+    root = tmp_path / "d"
+    root.mkdir()
+    for stem in ("a", "b"):
+        Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(root / f"{stem}.jpg")
+        write_mask(root / f"{stem}.png", np.zeros((64, 64)))
+    whole = (root / "b.jpg").read_bytes()
+    (root / "b.jpg").write_bytes(whole[: len(whole) * 2 // 3])  # cut inside the pixel data
+    dataset = SaliencyDataset(root)  # the header is intact, so the cheap check passes
+    assert len(dataset) == 2
+    with pytest.warns(DatasetWarning, match="cannot be decoded"):
+        assert dataset.load(1) is None
+    assert dataset.load(1) is None  # remembered: not decoded again
+    assert [entry.path.name for entry in dataset.skipped] == ["b.jpg"]
+    batches = TrainingBatches(dataset, batch_size=3, size=8)
+    images, masks = next(batches)  # draws only "a", never crashes
+    assert images.shape == (3, 3, 8, 8)
+
+
+def test_all_files_unreadable_is_an_error(tmp_path):
+    root = make_msra_folder(tmp_path / "d", stems=("a",))
+    (root / "a.jpg").write_bytes(b"")
+    with pytest.raises(DatasetError, match="none of the image-mask pairs"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DatasetWarning)
+        SaliencyDataset(root)
+
+
+# --- Decoding rules -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "L"])
+def test_rgba_and_grey_images_become_rgb(tmp_path, mode):
+    root = tmp_path / "d"
+    root.mkdir()
+    write_image(root / "a.png", mode=mode)
+    (root / "images").mkdir()
+    (root / "masks").mkdir()
+    (root / "a.png").rename(root / "images" / "a.png")
+    write_mask(root / "masks" / "a.png", square_mask())
+    image = SaliencyDataset(root).load(0).image
+    assert image.shape == (10, 12, 3) and image.dtype == np.uint8
+    source = np.asarray(Image.open(root / "images" / "a.png"))
+    expected = np.repeat(source[..., None], 3, axis=-1) if mode == "L" else source[..., :3]
+    np.testing.assert_array_equal(image, expected)
+
+
+def test_mask_binarised_at_128_and_rgb_masks_converted(tmp_path):
+    root = tmp_path / "d"
+    root.mkdir()
+    write_image(root / "a.jpg", height=1, width=4)
+    write_mask(root / "a.png", [[0, 127, 128, 255]])
+    write_image(root / "b.jpg", height=1, width=2)
+    Image.fromarray(np.array([[[255, 255, 255], [40, 40, 40]]], np.uint8)).save(root / "b.png")
+    dataset = SaliencyDataset(root)
+    np.testing.assert_array_equal(dataset.load(0).mask, [[False, False, True, True]])
+    np.testing.assert_array_equal(dataset.load(1).mask, [[True, False]])
+
+
+def test_mask_of_another_size_is_resized_to_the_image(tmp_path):
+    root = tmp_path / "d"
+    root.mkdir()
+    write_image(root / "a.jpg", height=8, width=8)
+    mask = np.zeros((4, 4), np.uint8)
+    mask[:, 2:] = 255
+    write_mask(root / "a.png", mask)
+    dataset = SaliencyDataset(root)
+    with pytest.warns(DatasetWarning, match="mask size 4x4 differs from image size 8x8"):
+        sample = dataset.load(0)
+    assert sample.mask.shape == (8, 8)
+    np.testing.assert_array_equal(sample.mask, np.repeat(mask > 0, 2, axis=0).repeat(2, axis=1))
+
+
+def test_cache_respects_its_byte_budget(tmp_path):
+    root = make_msra_folder(tmp_path / "d")
+    uncached = SaliencyDataset(root, cache_bytes=0)
+    first = uncached.load(0)
+    assert uncached.load(0) is not first
+    cached = SaliencyDataset(root)
+    assert cached.load(0) is cached.load(0)
+
+
+# --- Splits -------------------------------------------------------------------------------------
+
+
+MSRA_STEMS = [f"{number:04d}" for number in range(10000)]
+
+
+def test_msra10k_split_counts_and_determinism():
+    splits = data.split_msra10k(MSRA_STEMS, seed=3)
+    assert [len(splits[name]) for name in ("train", "val", "test")] == [8500, 500, 1000]
+    assert set().union(*splits.values()) == set(MSRA_STEMS)
+    assert splits == data.split_msra10k(list(reversed(MSRA_STEMS)), seed=3)  # order of input irrelevant
+    assert splits != data.split_msra10k(MSRA_STEMS, seed=4)
+
+
+def test_msra10k_split_with_a_test_list(tmp_path):
+    held_out = MSRA_STEMS[::10]
+    list_file = tmp_path / "msra1k.txt"
+    list_file.write_text("# MSRA1K\n" + "\n".join(stem + ".jpg" for stem in held_out) + "\n\n")
+    assert data.read_stem_list(list_file) == held_out
+    splits = data.split_msra10k(MSRA_STEMS, test_stems=data.read_stem_list(list_file))
+    assert splits["test"] == held_out
+    assert len(splits["val"]) == 500 and len(splits["train"]) == 8500
+    assert not set(splits["train"]) & set(held_out)
+
+
+def test_msra10k_split_refuses_a_small_dataset():
+    with pytest.raises(DatasetError, match="split_by_fractions"):
+        data.split_msra10k(MSRA_STEMS[:100])
+
+
+def test_split_by_fractions_adds_up_and_is_seeded():
+    stems = [str(number) for number in range(101)]
+    splits = data.split_by_fractions(stems, {"train": 0.8, "val": 0.1, "test": 0.1}, seed=1)
+    assert [len(splits[name]) for name in ("train", "val", "test")] == [81, 10, 10]
+    assert sorted(sum(splits.values(), [])) == sorted(stems)
+    assert splits == data.split_by_fractions(stems, {"train": 0.8, "val": 0.1, "test": 0.1}, seed=1)
+    with pytest.raises(DatasetError, match="add up to 1"):
+        data.split_by_fractions(stems, {"train": 0.8, "val": 0.1})
+
+
+def test_split_from_lists(tmp_path):
+    (tmp_path / "test.txt").write_text("b\nd\n")
+    (tmp_path / "val.txt").write_text("a\n")
+    splits = data.split_from_lists(["a", "b", "c", "d", "e"], {"test": tmp_path / "test.txt",
+                                                               "val": tmp_path / "val.txt"}, remainder="train")
+    assert splits == {"test": ["b", "d"], "val": ["a"], "train": ["c", "e"]}
+    (tmp_path / "bad.txt").write_text("zz\n")
+    with pytest.raises(DatasetError, match="not in the dataset"):
+        data.split_from_lists(["a"], {"test": tmp_path / "bad.txt"})
+
+
+def test_subset_shares_the_dataset_and_rejects_unknown_stems(tmp_path):
+    dataset = SaliencyDataset(make_msra_folder(tmp_path / "d"))
+    subset = dataset.subset(["c", "a"])
+    assert subset.stems == ["a", "c"] and subset.load(1).stem == "c"
+    with pytest.raises(DatasetError, match="not usable pairs"):
+        dataset.subset(["zz"])
+
+
+# --- Augmentation and normalisation ---------------------------------------------------------------
+
+
+def test_augment_shapes_and_crop_box_bounds():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        left, top, right, bottom = data.random_crop_box(30, 40, rng)
+        assert 0 <= left < right <= 40 and 0 <= top < bottom <= 30
+        assert 24 <= bottom - top <= 30 and 32 <= right - left <= 40
+    image = np.zeros((30, 40, 3), np.uint8)
+    augmented_image, augmented_mask = data.augment(image, np.zeros((30, 40), bool), 16, rng)
+    assert augmented_image.shape == (16, 16, 3) and augmented_mask.shape == (16, 16)
+
+
+def test_flip_moves_image_and_mask_together():
+    image = np.zeros((20, 20, 3), np.uint8)
+    image[:, :5] = 255  # a white band on the left, and the mask marks it
+    mask = np.zeros((20, 20), bool)
+    mask[:, :5] = True
+    flipped_image, flipped_mask = data.augment(image, mask, 20, np.random.default_rng(0),
+                                               crop_scale=(1, 1), flip_probability=1)
+    np.testing.assert_array_equal(flipped_image, image[:, ::-1])
+    np.testing.assert_array_equal(flipped_mask, mask[:, ::-1])
+    kept_image, kept_mask = data.augment(image, mask, 20, np.random.default_rng(0),
+                                         crop_scale=(1, 1), flip_probability=0)
+    np.testing.assert_array_equal(kept_image, image)
+    np.testing.assert_array_equal(kept_mask, mask)
+
+
+def test_normalize_round_trip_and_layout():
+    images = np.random.default_rng(0).integers(0, 256, (2, 5, 6, 3), dtype=np.uint8)
+    normalised = data.normalize(images)
+    assert normalised.shape == (2, 3, 5, 6) and normalised.dtype == np.float32
+    np.testing.assert_allclose(normalised[0, 1, 2, 3], (images[0, 2, 3, 1] / 255 - 0.456) / 0.224, rtol=1e-6)
+    np.testing.assert_array_equal(data.denormalize(normalised), images)
+
+
+def test_resize_saliency_map_back_to_a_mask_size():
+    resized = data.resize_saliency_map(np.full((8, 8), 0.25, np.float32), (30, 17))
+    assert resized.shape == (30, 17)
+    np.testing.assert_allclose(resized, 0.25, atol=1e-6)
+
+
+def test_evaluation_batches_keep_original_masks(tmp_path):
+    root = make_msra_folder(tmp_path / "d")
+    batches = list(data.evaluation_batches(SaliencyDataset(root), size=8, batch_size=2))
+    assert [batch.stems for batch in batches] == [["a", "b"], ["c"]]
+    assert batches[0].images.shape == (2, 3, 8, 8) and batches[0].images.dtype == np.float32
+    assert batches[0].masks[0].shape == (10, 12)
+
+
+# --- Training batches -----------------------------------------------------------------------------
+
+
+def test_training_batches_types_and_epochs(tmp_path):
+    dataset = SaliencyDataset(make_msra_folder(tmp_path / "d"))
+    batches = TrainingBatches(dataset, batch_size=2, size=8, seed=5)
+    images, masks = next(batches)
+    assert images.shape == (2, 3, 8, 8) and images.dtype == np.float32
+    assert masks.shape == (2, 8, 8) and masks.dtype == np.int32 and set(np.unique(masks)) <= {0, 1}
+    for _ in range(3):
+        next(batches)
+    assert batches.epoch == 2 and batches.position == 2  # 8 items drawn from 3 per epoch
+
+
+def test_training_batches_are_seeded(tmp_path):
+    dataset = SaliencyDataset(make_msra_folder(tmp_path / "d"))
+    first = [next(TrainingBatches(dataset, 2, 8, seed=1))[0] for _ in range(2)]
+    np.testing.assert_array_equal(first[0], first[1])
+    other = next(TrainingBatches(dataset, 2, 8, seed=2))[0]
+    assert not np.array_equal(first[0], other)
+
+
+def test_resumed_sampler_draws_the_same_batches(tmp_path):
+    dataset = SaliencyDataset(make_msra_folder(tmp_path / "d", stems="abcde"))
+    uninterrupted = TrainingBatches(dataset, batch_size=2, size=8, seed=7)
+    expected = [next(uninterrupted) for _ in range(7)]
+
+    interrupted = TrainingBatches(dataset, batch_size=2, size=8, seed=7)
+    for _ in range(4):
+        next(interrupted)
+    saved = interrupted.state_dict()
+    resumed = TrainingBatches(dataset, batch_size=2, size=8, seed=0)  # the state carries the seed
+    resumed.load_state_dict(saved)
+    for images, masks in expected[4:]:
+        resumed_images, resumed_masks = next(resumed)
+        np.testing.assert_array_equal(resumed_images, images)
+        np.testing.assert_array_equal(resumed_masks, masks)
+
+
+def test_sampler_state_from_another_dataset_is_refused(tmp_path):
+    dataset = SaliencyDataset(make_msra_folder(tmp_path / "d"))
+    state = TrainingBatches(dataset, 2, 8).state_dict()
+    state["dataset_size"] = 99
+    with pytest.raises(DatasetError, match="same dataset"):
+        TrainingBatches(dataset, 2, 8).load_state_dict(state)
+
+
+# --- The synthetic set ----------------------------------------------------------------------------
+
+
+def test_synthetic_set_is_deterministic_and_loadable(tmp_path):
+    first = data.make_synthetic_dataset(tmp_path / "one", count=4, seed=3)
+    second = data.make_synthetic_dataset(tmp_path / "two", count=4, seed=3)
+    names = sorted(path.name for path in first.iterdir())
+    assert names == sorted(path.name for path in second.iterdir())
+    for name in names:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+    dataset = SaliencyDataset(first)
+    assert dataset.layout == "MSRA10K" and len(dataset) == 4
+    sizes = set()
+    for index in range(4):
+        sample = dataset.load(index)
+        sizes.add(sample.image.shape[:2])
+        assert 80 <= min(sample.image.shape[:2]) and max(sample.image.shape[:2]) <= 128
+        assert 0.05 < sample.mask.mean() < 0.6
+    assert len(sizes) > 1
+
+
+def test_synthetic_set_is_reused_or_regenerated(tmp_path):
+    root = data.make_synthetic_dataset(tmp_path / "s", count=2, seed=0)
+    stamp = (root / "00000.jpg").stat().st_mtime_ns
+    data.make_synthetic_dataset(root, count=2, seed=0)
+    assert (root / "00000.jpg").stat().st_mtime_ns == stamp  # reused
+    (root / data._SYNTHETIC_MARKER).unlink()  # as if writing had been interrupted before the marker
+    data.make_synthetic_dataset(root, count=2, seed=0)
+    assert (root / data._SYNTHETIC_MARKER).exists()
+    (root / "mine.txt").write_text("not generated")
+    (root / data._SYNTHETIC_MARKER).unlink()
+    with pytest.raises(DatasetError, match="holds files other than a synthetic set"):
+        data.make_synthetic_dataset(root, count=2, seed=0)
+    data.make_synthetic_dataset(tmp_path / "t", count=3, seed=0)
+    data.make_synthetic_dataset(tmp_path / "t", count=2, seed=1)  # different parameters: regenerated
+    assert sorted(path.name for path in (tmp_path / "t").glob("*.jpg")) == ["00000.jpg", "00001.jpg"]
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_default_synthetic_root_honours_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("MINIMENET_DATA", str(tmp_path / "here"))
+    assert data.default_synthetic_root() == tmp_path / "here"
+    monkeypatch.delenv("MINIMENET_DATA")
+    assert data.default_synthetic_root().name == "synthetic-v1"
