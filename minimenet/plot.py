@@ -107,7 +107,7 @@ def prediction_grid(rows, path, cell=128):
     if not rows:
         raise ValueError("prediction_grid: no examples to draw")
     names = list(rows[0][2])
-    headers = ["image", "ground truth"] + [f"{n} map" for n in names]
+    headers = ["image", "ground truth"] + [f"{n.replace('ce', 'CE')} map" for n in names]
     font = _font(14)
     header = 22
     grid = Image.new("RGB", (cell * len(headers), header + cell * len(rows)), "white")

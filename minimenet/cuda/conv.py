@@ -13,6 +13,7 @@ with the roles swapped, reading ``w`` as a convolution weight with co = Cin, ci 
 * weight grad:  ``conv2d_weight_grad(dy, x, w.shape, stride, padding)`` (x and dy swapped).
 """
 import functools
+import numbers
 
 from ..backend import array_module
 from . import sources
@@ -36,7 +37,7 @@ def tile():
 
 
 def _pair(value, name):
-    pair = (value, value) if isinstance(value, int) else tuple(int(v) for v in value)
+    pair = (int(value),) * 2 if isinstance(value, numbers.Integral) else tuple(int(v) for v in value)
     if len(pair) != 2:
         raise ValueError(f"{name} must be an int or a pair (h, w), got {value!r}")
     return pair

@@ -1,0 +1,72 @@
+"""Evaluate a trained MEnet on one or more datasets, as in the paper's Table I.
+
+    python examples/evaluate.py runs/menet-tiny/checkpoint.npz ~/ECSSD ~/DUTS-TE --out eval/
+    python examples/evaluate.py CHECKPOINT DATASET --save-maps     # also write every map as a PNG
+
+For each dataset: max F, adaptive F and MAE of the metric map (Eq. 5) and of the CE map, a
+precision-recall PNG, and results.json. Max F follows PySODMetrics' convention (the mean of the
+per-image F curves); the MATLAB SOD toolbox's (F of the mean precision and recall) is in the JSON.
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from minimenet.data import DatasetError, SaliencyDataset, evaluation_batches, resize_saliency_map
+from minimenet.inference import evaluate, predict_batch
+from minimenet.plot import plot_pr_curve
+from minimenet.train import CheckpointError, load_model
+
+
+def save_maps(model, dataset, folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    for batch in evaluation_batches(dataset, model.config.image_size):
+        for name, maps in predict_batch(model, batch.images).items():
+            for saliency, mask, stem in zip(maps, batch.masks, batch.stems):
+                full = resize_saliency_map(saliency, mask.shape)
+                Image.fromarray(np.rint(full * 255).astype(np.uint8)).save(folder / f"{stem}_{name}.png")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint")
+    p.add_argument("datasets", nargs="+", help="dataset folders (MSRA10K layout or images/ + masks/)")
+    p.add_argument("--out", default="eval", help="folder for results.json, PR curves and maps")
+    p.add_argument("--save-maps", action="store_true", help="write each saliency map as a PNG")
+    args = p.parse_args(argv)
+    try:
+        model = load_model(args.checkpoint)
+    except CheckpointError as exc:
+        sys.exit(f"error: {exc}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = {}
+    print(f"{'dataset':<20} {'map':<7} {'max F':>7} {'adapt F':>8} {'MAE':>7}")
+    for folder in args.datasets:
+        name = Path(folder).name
+        try:
+            dataset = SaliencyDataset(folder)
+        except DatasetError as exc:
+            sys.exit(f"error: {exc}")
+        scores = evaluate(model, dataset)
+        curves = {}
+        for kind in ("metric", "ce"):
+            if kind in scores:
+                r = scores[kind]
+                print(f"{name:<20} {kind:<7} {r['max_f']:>7.4f} {r['adaptive_f']:>8.4f} {r['mae']:>7.4f}")
+                curves[f"{kind} map"] = (r["precision"], r["recall"])
+        plot_pr_curve(curves, out / f"{name}_pr.png", title=f"Precision-recall on {name}")
+        table[name] = {kind: {k: v for k, v in scores[kind].items() if np.isscalar(v)}
+                       for kind in ("metric", "ce") if kind in scores}
+        table[name]["images"] = len(dataset)
+        if args.save_maps:
+            save_maps(model, dataset, out / f"{name}_maps")
+    (out / "results.json").write_text(json.dumps(table, indent=1))
+    print(f"wrote {out / 'results.json'} and the precision-recall PNGs in {out}")
+
+
+if __name__ == "__main__":
+    main()
