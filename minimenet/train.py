@@ -47,6 +47,9 @@ PRESET_DEFAULTS = {
 class TrainConfig:
     preset: str = "tiny"
     variant: str = "menet"            # menet | ce-only | ce-plain (Table III)
+    image_size: int = None            # None: the preset's network (MEnetConfig.PRESETS), likewise below
+    width: int = None
+    max_width: int = None
     data: str = None                  # dataset folder; None = the built-in synthetic set
     out: str = "runs/menet-tiny"      # checkpoints, log, pictures
     iterations: int = None            # None: the preset's value (PRESET_DEFAULTS), likewise below
@@ -71,7 +74,8 @@ class TrainConfig:
                 setattr(self, name, value)
 
     def model_config(self):
-        return MEnetConfig.preset(self.preset, variant=self.variant)
+        sizes = {k: getattr(self, k) for k in ("image_size", "width", "max_width") if getattr(self, k) is not None}
+        return MEnetConfig.preset(self.preset, variant=self.variant, **sizes)
 
 
 class TrainingDiverged(RuntimeError):

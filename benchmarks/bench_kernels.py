@@ -1,0 +1,232 @@
+"""Benchmark (not a test): achieved TFLOP/s of the hand-written convolution kernels on a GPU.
+
+    python3 benchmarks/bench_kernels.py RESULTS_DIR [--batch 5] [--require-gpu]
+
+For every distinct convolution of MEnet's paper preset (224x224x3 input, widths
+c_i = min(32 2^i, 512)) at batch 5, it times the three kernels of kernels/conv2d.cu through
+minimenet.cuda (forward, input grad, weight grad) with CUDA events after a warm-up, and, when
+PyTorch with CUDA imports, the same three computations in PyTorch (cuDNN with its defaults,
+which allow TF32 tensor cores on Ampere and later). A transposed convolution is timed as the
+convolution it runs on (its forward is that convolution's input grad; see minimenet/cuda/conv.py).
+
+FLOPs are the useful ones, 2 B Co Ho Wo Ci kh kw per kernel, the same for all three. Times
+include the Python launch overhead, as training sees it; that overhead dominates only for the
+tiny 1x1 layers.
+
+Writes RESULTS_DIR/bench_kernels.json and .csv and prints a table. Without a usable GPU it says
+so and runs one tiny convolution in the CPU emulator instead, to show the kernels work; exit
+status 0 unless --require-gpu is given. Works with cupy-cuda12x and cupy-cuda13x alike.
+"""
+import argparse
+import csv
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy  # noqa: E402
+
+from minimenet import cuda  # noqa: E402
+from minimenet.backend import _probe_cupy  # noqa: E402
+
+KERNELS = ("forward", "input_grad", "weight_grad")
+MIN_TIMED_SECONDS = 0.05  # each measurement repeats a call until about this much GPU time
+
+
+def paper_layers(image_size=224, width=32, max_width=512):
+    """MEnet's convolutions, as (name, x_shape without batch, w_shape, stride, padding).
+
+    A transposed convolution appears as the convolution it runs on: w (Cin, Cout, k, k) read as a
+    conv weight (co = Cin, ci = Cout) whose input is the deconvolution's output."""
+    c = [min(width * 2 ** i, max_width) for i in range(6)]
+    k = image_size // 32
+    layers = []
+    for i in range(6):  # encoder
+        size_in = image_size // 2 ** i
+        c_in = 3 if i == 0 else c[i - 1]
+        if i < 5:
+            layers.append((f"enc{i} 3x3/2", (c_in, size_in, size_in), (c[i], c_in, 3, 3), 2, 1))
+            size = size_in // 2
+        else:
+            layers.append((f"enc5 {k}x{k} global", (c_in, k, k), (c[5], c_in, k, k), 1, 0))
+            size = 1
+        for _ in range(3):
+            layers.append((f"enc{i} 3x3", (c[i], size, size), (c[i], c[i], 3, 3), 1, 1))
+    for i in reversed(range(6)):  # decoder: 3 convs on [decoder i+1, encoder i], then a deconvolution
+        size = 1 if i == 5 else image_size // 2 ** (i + 1)
+        c_in = c[5] if i == 5 else 2 * c[i]
+        for j in range(3):
+            layers.append((f"dec{i} 3x3", (c_in if j == 0 else c[i], size, size), (c[i], c_in if j == 0 else c[i], 3, 3), 1, 1))
+        c_out = c[max(i - 1, 0)]
+        if i == 5:
+            layers.append((f"dec5 {k}x{k}/1 deconv", (c_out, k, k), (c[5], c_out, k, k), 1, 0))
+        else:
+            layers.append((f"dec{i} 4x4/2 deconv", (c_out, 2 * size, 2 * size), (c[i], c_out, 4, 4), 2, 1))
+    return layers
+
+
+def distinct(layers):
+    """Identical convolutions once each, with how many times the network has them."""
+    seen = {}
+    for name, x_shape, w_shape, stride, padding in layers:
+        key = (x_shape, w_shape, stride, padding)
+        if key in seen:
+            seen[key][1] += 1
+        else:
+            seen[key] = [name, 1]
+    return [(name, count, *key) for key, (name, count) in seen.items()]
+
+
+def output_hw(x_shape, w_shape, stride, padding):
+    return tuple((x_shape[1 + d] + 2 * padding - w_shape[2 + d]) // stride + 1 for d in range(2))
+
+
+def time_gpu(function, synchronize, event_type, elapsed_ms):
+    """Milliseconds per call: warm up (compiles the kernels on the first call), estimate, then
+    time enough calls for about MIN_TIMED_SECONDS between two CUDA events."""
+    for _ in range(2):
+        function()
+    synchronize()
+    start, end = event_type(), event_type()
+    start.record()
+    function()
+    end.record()
+    end.synchronize()
+    repeats = max(3, min(200, math.ceil(MIN_TIMED_SECONDS * 1e3 / max(elapsed_ms(start, end), 1e-3))))
+    start.record()
+    for _ in range(repeats):
+        function()
+    end.record()
+    end.synchronize()
+    return elapsed_ms(start, end) / repeats
+
+
+def minimenet_calls(cupy, batch, x_shape, w_shape, stride, padding):
+    x = cupy.random.standard_normal((batch, *x_shape), dtype=cupy.float32)
+    w = cupy.random.standard_normal(w_shape, dtype=cupy.float32)
+    dy = cupy.random.standard_normal((batch, w_shape[0], *output_hw(x_shape, w_shape, stride, padding)), dtype=cupy.float32)
+    pair_stride, pair_padding = (stride, stride), (padding, padding)
+    return {
+        "forward": lambda: cuda.conv2d_forward(x, w, pair_stride, pair_padding),
+        "input_grad": lambda: cuda.conv2d_input_grad(dy, w, x.shape, pair_stride, pair_padding),
+        "weight_grad": lambda: cuda.conv2d_weight_grad(x, dy, w.shape, pair_stride, pair_padding),
+    }
+
+
+def torch_calls(torch, batch, x_shape, w_shape, stride, padding):
+    x = torch.randn((batch, *x_shape), device="cuda")
+    w = torch.randn(w_shape, device="cuda")
+    dy = torch.randn((batch, w_shape[0], *output_hw(x_shape, w_shape, stride, padding)), device="cuda")
+    conv2d, grad = torch.nn.functional.conv2d, torch.nn.grad
+    return {
+        "forward": lambda: conv2d(x, w, stride=stride, padding=padding),
+        "input_grad": lambda: grad.conv2d_input(x.shape, w, dy, stride=stride, padding=padding),
+        "weight_grad": lambda: grad.conv2d_weight(x, w.shape, dy, stride=stride, padding=padding),
+    }
+
+
+def import_torch_cuda():
+    """PyTorch when it imports and sees the GPU, else (None, why not)."""
+    try:
+        import torch
+    except Exception as exc:  # ImportError, or a broken install raising anything
+        return None, f"PyTorch not importable ({type(exc).__name__})"
+    if not torch.cuda.is_available():
+        return None, "PyTorch imports but sees no CUDA device"
+    return torch, None
+
+
+def cpu_demonstration():
+    """One tiny convolution in the CPU emulator, checked against a direct sum."""
+    rng = numpy.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 9, 9)).astype(numpy.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(numpy.float32)
+    started = time.perf_counter()
+    y = cuda.conv2d_forward(x, w, (2, 2), (1, 1))
+    seconds = time.perf_counter() - started
+    padded = numpy.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    expected = sum(numpy.einsum("bihw,oi->bohw", padded[:, :, r:r + 9:2, s:s + 9:2], w[:, :, r, s])
+                   for r in range(3) for s in range(3))
+    error = float(numpy.abs(y - expected).max())
+    print(f"emulator: conv2d_forward x {x.shape} w {w.shape} stride 2 pad 1 -> y {y.shape} "
+          f"in {seconds * 1e3:.0f} ms (including the first build), max |error| {error:.1e}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("results_dir", nargs="?", default="runs/bench_kernels", help="where the JSON and CSV go")
+    parser.add_argument("--batch", type=int, default=5)
+    parser.add_argument("--require-gpu", action="store_true", help="exit 1 instead of 0 when no GPU is usable")
+    arguments = parser.parse_args()
+
+    cupy, reason = _probe_cupy()
+    if cupy is None:
+        print(f"bench_kernels: no usable GPU ({reason}).\nThis benchmark times the CUDA kernels on a "
+              "GPU; on this machine it only shows the same kernels running in the CPU emulator.")
+        cpu_demonstration()
+        return 1 if arguments.require_gpu else 0
+
+    torch, torch_reason = import_torch_cuda()
+    properties = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+    device_name = properties["name"].decode() if isinstance(properties["name"], bytes) else properties["name"]
+    print(f"device: {device_name}; CuPy {cupy.__version__}, CUDA runtime {cupy.cuda.runtime.runtimeGetVersion()}; "
+          f"batch {arguments.batch}")
+    if torch is None:
+        print(f"no PyTorch comparison: {torch_reason}")
+    else:
+        print(f"PyTorch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}, defaults "
+              f"(cudnn.benchmark={torch.backends.cudnn.benchmark}, cudnn.allow_tf32={torch.backends.cudnn.allow_tf32})")
+
+    rows = []
+    header = f"{'layer':<22}{'n':>3} {'x (C,H,W)':<16}{'w':<20}{'s':>2}{'p':>2} {'kernel':<12}{'GFLOP':>8}{'ms':>9}{'TFLOP/s':>9}"
+    header += f"{'cuDNN ms':>10}{'cuDNN TF/s':>11}{'speed vs cuDNN':>16}" if torch else ""
+    print(header)
+    for name, count, x_shape, w_shape, stride, padding in distinct(paper_layers()):
+        ho, wo = output_hw(x_shape, w_shape, stride, padding)
+        flop = 2 * arguments.batch * w_shape[0] * ho * wo * w_shape[1] * w_shape[2] * w_shape[3]
+        ours = minimenet_calls(cupy, arguments.batch, x_shape, w_shape, stride, padding)
+        theirs = torch_calls(torch, arguments.batch, x_shape, w_shape, stride, padding) if torch else None
+        for kernel in KERNELS:
+            ms = time_gpu(ours[kernel], cupy.cuda.Device().synchronize, cupy.cuda.Event, cupy.cuda.get_elapsed_time)
+            row = dict(layer=name, count=count, x_shape=list(x_shape), w_shape=list(w_shape), stride=stride,
+                       padding=padding, kernel=kernel, gflop=flop / 1e9, ms=ms, tflops=flop / ms / 1e9)
+            line = (f"{name:<22}{count:>3} {str(x_shape):<16}{str(w_shape):<20}{stride:>2}{padding:>2} "
+                    f"{kernel:<12}{flop / 1e9:>8.3f}{ms:>9.3f}{row['tflops']:>9.2f}")
+            if theirs:
+                torch_ms = time_gpu(theirs[kernel], torch.cuda.synchronize,
+                                    lambda: torch.cuda.Event(enable_timing=True), lambda a, b: a.elapsed_time(b))
+                row.update(cudnn_ms=torch_ms, cudnn_tflops=flop / torch_ms / 1e9, speed_vs_cudnn=torch_ms / ms)
+                line += f"{torch_ms:>10.3f}{row['cudnn_tflops']:>11.2f}{row['speed_vs_cudnn']:>15.2f}x"
+            rows.append(row)
+            print(line, flush=True)
+
+    print("\nwhole network, each distinct layer times its count:")
+    for kernel in KERNELS:
+        selected = [r for r in rows if r["kernel"] == kernel]
+        total_ms = sum(r["ms"] * r["count"] for r in selected)
+        total_flop = sum(r["gflop"] * r["count"] for r in selected) * 1e9
+        summary = f"  {kernel:<12} {total_ms:8.2f} ms  {total_flop / total_ms / 1e9:6.2f} TFLOP/s"
+        if torch:
+            torch_total = sum(r["cudnn_ms"] * r["count"] for r in selected)
+            summary += f"   cuDNN {torch_total:8.2f} ms  speed vs cuDNN {torch_total / total_ms:.2f}x"
+        print(summary)
+
+    results = Path(arguments.results_dir)
+    results.mkdir(parents=True, exist_ok=True)
+    meta = dict(device=device_name, cupy=cupy.__version__, batch=arguments.batch,
+                torch=torch.__version__ if torch else None, torch_note=torch_reason)
+    (results / "bench_kernels.json").write_text(json.dumps(dict(meta=meta, rows=rows), indent=1))
+    with open(results / "bench_kernels.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[-1]))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (" ".join(map(str, v)) if isinstance(v, list) else v) for k, v in row.items()})
+    print(f"wrote {results / 'bench_kernels.json'} and {results / 'bench_kernels.csv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
