@@ -10,6 +10,7 @@ Every hyper-parameter has a flag; unset ones take the preset's defaults (minimen
 import argparse
 import sys
 
+from minimenet.data import DatasetError
 from minimenet.train import CheckpointError, TrainConfig, TrainingDiverged, test_report, train
 
 
@@ -44,7 +45,7 @@ def main(argv=None):
     cfg = TrainConfig(**options)
     try:
         train(cfg, resume=args.resume)
-    except (TrainingDiverged, CheckpointError) as exc:
+    except (TrainingDiverged, CheckpointError, DatasetError) as exc:
         sys.exit(f"error: {exc}")
     except KeyboardInterrupt:
         sys.exit(130)

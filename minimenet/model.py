@@ -24,9 +24,10 @@ the sentence it implements.
 
 Widths c_i = min(w 2^i, max_width). Every convolution and deconvolution is followed by batch
 norm and ReLU, except the 13 scale-map convolutions (bias, nothing after) and the CE head.
-With L = 4 layers per block the network is 52 layers deep, as the paper states: 6 encoder
-blocks of 4 convolutions, 6 decoder blocks of 3 convolutions and a deconvolution, plus the
-feature and CE layers.
+With L = 4 layers per block the encoder and decoder hold 48 layers (6 blocks of 4 convolutions,
+6 blocks of 3 convolutions and a deconvolution); the longest path adds a scale-map convolution,
+the 16-kernel convolution and the CE head. The paper counts 52 layers in all; without its
+figures the remaining layers cannot be placed, so we count nothing beyond what the text says.
 """
 from dataclasses import asdict, dataclass, replace
 
