@@ -58,7 +58,7 @@ class Tensor:
         return f"Tensor(shape={self.shape}, dtype={self.dtype}, op={self.op}{flag})"
 
     def item(self):
-        return float(self.data)
+        return float(self.data.item())  # any size-1 tensor; float(array) rejects ndim > 0 in NumPy 2
 
     def numpy(self):
         from .backend import to_numpy

@@ -1,0 +1,280 @@
+"""Layers (Module, Conv2d, ConvTranspose2d, BatchNorm2d, ReLU, Sequential) and the SGD optimiser.
+
+Layers build their parameters on minimenet's selected backend (``minimenet.xp``): NumPy here,
+CuPy when the suite runs with MINIMENET_DEVICE=gpu. Expected numbers are derived by hand in the
+comments next to them.
+"""
+import math
+
+import numpy as np
+import pytest
+
+import minimenet
+from minimenet import SGD, Tensor, conv2d, conv_transpose2d, manual_seed, nn, softmax_cross_entropy
+from minimenet.backend import to_numpy
+
+
+def small_net(seed=0):
+    manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(), nn.Conv2d(3, 2, 1, bias=False))
+
+
+class Encoder(nn.Module):
+    def __init__(self):
+        self.blocks = [nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)]
+        self.head = nn.Sequential(nn.ReLU(), nn.ConvTranspose2d(2, 1, 2, stride=2))
+        self.scale = 2.0  # a plain attribute: neither a parameter nor a module
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x)
+
+
+def as_xp(array, dtype="float32"):
+    return Tensor(minimenet.xp.asarray(array, dtype=dtype))
+
+
+# ----------------------------------------------------------------------------------------------
+# Module bookkeeping.
+
+def test_named_parameters_follow_attribute_paths():
+    names = [name for name, _ in small_net().named_parameters()]
+    assert names == ["layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias", "layers.3.weight"]
+    names = [name for name, _ in Encoder().named_parameters()]
+    assert names == ["blocks.0.weight", "blocks.0.bias", "blocks.1.weight", "blocks.1.bias",
+                     "head.layers.1.weight", "head.layers.1.bias"]
+
+
+def test_parameters_are_the_named_tensors_and_require_grad():
+    net = small_net()
+    params = net.parameters()
+    assert [id(p) for p in params] == [id(p) for _, p in net.named_parameters()]
+    assert all(isinstance(p, Tensor) and p.requires_grad for p in params)
+    assert [p.shape for p in params] == [(3, 2, 3, 3), (3,), (3,), (3,), (2, 3, 1, 1)]
+    assert net.num_parameters() == 54 + 3 + 3 + 3 + 6
+
+
+def test_buffers_are_the_batch_norm_statistics():
+    assert [name for name, _ in Encoder().named_buffers()] == ["blocks.1.running_mean", "blocks.1.running_var"]
+
+
+def test_state_dict_holds_numpy_copies_of_parameters_and_buffers():
+    net = small_net()
+    state = net.state_dict()
+    assert sorted(state) == sorted(["layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias",
+                                    "layers.1.running_mean", "layers.1.running_var", "layers.3.weight"])
+    assert all(type(v) is np.ndarray for v in state.values())
+    state["layers.0.weight"][...] = 123.0  # a copy: the model is unchanged
+    assert not np.any(to_numpy(net.layers[0].weight.data) == 123.0)
+
+
+def test_state_dict_roundtrip_reproduces_the_model_in_place():
+    source, target = small_net(seed=1), small_net(seed=2)
+    x = as_xp(np.random.default_rng(0).standard_normal((2, 2, 4, 5)))
+    source(x)  # one training step moves source's running statistics away from their defaults
+    weight_before = target.layers[0].weight
+    target.load_state_dict(source.state_dict())
+    assert target.layers[0].weight is weight_before  # copied in place: optimisers keep their references
+    for (name, a), (_, b) in zip(sorted(source.state_dict().items()), sorted(target.state_dict().items())):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    source.eval(), target.eval()
+    np.testing.assert_array_equal(source(x).numpy(), target(x).numpy())
+
+
+def test_load_state_dict_names_missing_and_unexpected_keys():
+    net = small_net()
+    state = net.state_dict()
+    del state["layers.0.bias"]
+    state["layers.9.weight"] = np.zeros(1)
+    with pytest.raises(KeyError, match=r"missing \['layers.0.bias'\].*unexpected \['layers.9.weight'\]"):
+        net.load_state_dict(state)
+
+
+def test_load_state_dict_names_a_shape_mismatch():
+    state = small_net().state_dict()
+    state["layers.1.running_var"] = np.ones(4, np.float32)
+    with pytest.raises(ValueError, match=r"layers.1.running_var has shape \(4,\) in the state but \(3,\) in the model"):
+        small_net().load_state_dict(state)
+
+
+def test_train_and_eval_propagate_to_every_submodule():
+    model = Encoder()
+    modules = [model, *model.blocks, model.head, *model.head.layers]
+    assert all(m.training for m in modules)
+    assert model.eval() is model
+    assert not any(m.training for m in modules)
+    model.train()
+    assert all(m.training for m in modules)
+
+
+# ----------------------------------------------------------------------------------------------
+# BatchNorm2d: modes and the momentum convention.
+
+def test_batch_norm_running_statistics_follow_the_momentum_convention():
+    bn = nn.BatchNorm2d(2, momentum=0.1, dtype="float64")
+    # Channel 0 holds 1, 2, 3, 4: mean 2.5, unbiased variance 5/3. Channel 1 holds 0, 0, 0, 8:
+    # mean 2, unbiased variance (4 + 4 + 4 + 36) / 3 = 16.
+    x = np.array([[[[1.0, 2.0]], [[0.0, 0.0]]], [[[3.0, 4.0]], [[0.0, 8.0]]]])  # (2, 2, 1, 2)
+    bn(as_xp(x, "float64"))
+    # running = (1 - momentum) running + momentum batch, from mean 0 and variance 1.
+    np.testing.assert_allclose(to_numpy(bn.running_mean), [0.25, 0.2], rtol=1e-12)
+    np.testing.assert_allclose(to_numpy(bn.running_var), [0.9 + 0.1 * 5 / 3, 0.9 + 1.6], rtol=1e-12)
+    bn(as_xp(x + 10.0, "float64"))  # means 12.5 and 12, same variances
+    np.testing.assert_allclose(to_numpy(bn.running_mean), [0.9 * 0.25 + 1.25, 0.9 * 0.2 + 1.2], rtol=1e-12)
+    np.testing.assert_allclose(to_numpy(bn.running_var), [0.9 * (0.9 + 0.5 / 3) + 0.5 / 3, 0.9 * 2.5 + 1.6], rtol=1e-12)
+
+
+def test_batch_norm_eval_mode_uses_and_keeps_the_running_statistics():
+    bn = nn.BatchNorm2d(1, momentum=0.5, eps=0.0, dtype="float64")
+    bn.running_mean[...] = 1.0
+    bn.running_var[...] = 4.0
+    bn.weight.data[...] = 3.0
+    bn.bias.data[...] = 0.5
+    bn.eval()
+    y = bn(as_xp(np.array([5.0, -1.0]).reshape(1, 1, 1, 2), "float64"))
+    np.testing.assert_allclose(y.numpy().ravel(), [3.0 * (5.0 - 1.0) / 2.0 + 0.5, 3.0 * (-1.0 - 1.0) / 2.0 + 0.5])
+    np.testing.assert_array_equal(to_numpy(bn.running_mean), [1.0])
+    np.testing.assert_array_equal(to_numpy(bn.running_var), [4.0])
+
+
+def test_batch_norm_training_output_is_normalised_per_channel():
+    bn = nn.BatchNorm2d(3)
+    y = bn(as_xp(np.random.default_rng(0).standard_normal((4, 3, 5, 5)) * 7 + 3)).numpy()
+    np.testing.assert_allclose(y.mean(axis=(0, 2, 3)), 0.0, atol=1e-5)
+    np.testing.assert_allclose(y.var(axis=(0, 2, 3)), 1.0, rtol=1e-3)
+
+
+# ----------------------------------------------------------------------------------------------
+# Initialisation and forward passes.
+
+def test_he_initialisation_std_is_sqrt_two_over_fan_in():
+    manual_seed(0)
+    conv = nn.Conv2d(64, 64, 3)
+    weights = to_numpy(conv.weight.data)
+    assert abs(weights.mean()) < 0.003
+    assert weights.std() == pytest.approx(math.sqrt(2.0 / (64 * 9)), rel=0.03)
+    np.testing.assert_array_equal(to_numpy(conv.bias.data), 0.0)
+    # Transposed: each output pixel gathers in_channels * kh * kw / (sh * sw) = 64 * 16 / 4 inputs.
+    deconv = nn.ConvTranspose2d(64, 32, 4, stride=2)
+    assert to_numpy(deconv.weight.data).std() == pytest.approx(math.sqrt(2.0 / 256), rel=0.03)
+
+
+def test_manual_seed_makes_initialisation_reproducible():
+    a, b, c = small_net(seed=7), small_net(seed=7), small_net(seed=8)
+    np.testing.assert_array_equal(to_numpy(a.layers[0].weight.data), to_numpy(b.layers[0].weight.data))
+    assert not np.array_equal(to_numpy(a.layers[0].weight.data), to_numpy(c.layers[0].weight.data))
+
+
+def test_layers_default_to_float32_on_the_selected_backend():
+    for p in small_net().parameters():
+        assert p.dtype == np.float32 and type(p.data).__module__.split(".")[0] == minimenet.xp.__name__
+
+
+def test_conv_layers_apply_their_own_parameters():
+    manual_seed(3)
+    x = as_xp(np.random.default_rng(1).standard_normal((2, 3, 5, 4)))
+    conv = nn.Conv2d(3, 4, (3, 2), stride=(2, 1), padding=1)
+    np.testing.assert_array_equal(conv(x).numpy(), conv2d(x, conv.weight, conv.bias, (2, 1), 1).numpy())
+    deconv = nn.ConvTranspose2d(3, 2, 3, stride=2, padding=1, output_padding=1)
+    y = deconv(x)
+    assert y.shape == (2, 2, 10, 8)
+    np.testing.assert_array_equal(y.numpy(), conv_transpose2d(x, deconv.weight, deconv.bias, 2, 1, 1).numpy())
+
+
+def test_sequential_applies_layers_in_order():
+    manual_seed(0)
+    conv = nn.Conv2d(1, 2, 1)
+    conv.bias.data[...] = minimenet.xp.asarray([-100.0, 100.0], dtype="float32")
+    x = as_xp(np.random.default_rng(0).standard_normal((1, 1, 3, 3)))
+    y = nn.Sequential(conv, nn.ReLU())(x).numpy()
+    np.testing.assert_array_equal(y[0, 0], 0.0)  # conv first, then relu: the -100 channel is clipped
+    assert np.all(y[0, 1] > 90.0)
+    # The other order: relu first, then conv, so no output is clipped.
+    assert np.all(nn.Sequential(nn.ReLU(), conv)(x).numpy()[0, 0] < -90.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# SGD.
+
+def param(values):
+    return Tensor(minimenet.xp.asarray(values, dtype="float64"), requires_grad=True)
+
+
+def test_sgd_two_steps_with_momentum_and_weight_decay_by_hand():
+    p = param([1.0, -2.0])
+    opt = SGD([p], lr=0.1, momentum=0.9, weight_decay=0.01)
+    p.grad = minimenet.xp.asarray([0.5, 1.0])
+    opt.step()
+    # v1 = 0.1 (g1 + 0.01 p0) = [0.051, 0.098];  p1 = p0 - v1 = [0.949, -2.098]
+    np.testing.assert_allclose(to_numpy(p.data), [0.949, -2.098], rtol=1e-12)
+    p.grad = minimenet.xp.asarray([-1.0, 0.25])
+    opt.step()
+    # v2 = 0.9 v1 + 0.1 (g2 + 0.01 p1) = [0.0459 - 0.099051, 0.0882 + 0.022902] = [-0.053151, 0.111102]
+    # p2 = p1 - v2 = [1.002151, -2.209102]
+    np.testing.assert_allclose(to_numpy(p.data), [1.002151, -2.209102], rtol=1e-12)
+
+
+def test_sgd_clip_norm_rescales_the_global_gradient():
+    a, b = param([0.0]), param([0.0, 0.0])
+    opt = SGD([a, b], lr=1.0, clip_norm=1.0)
+    a.grad, b.grad = minimenet.xp.asarray([3.0]), minimenet.xp.asarray([0.0, 4.0])
+    assert opt.step() == pytest.approx(5.0)  # the norm before clipping
+    np.testing.assert_allclose(to_numpy(a.data), [-0.6])
+    np.testing.assert_allclose(to_numpy(b.data), [0.0, -0.8])
+    # Below the threshold the gradient is used as it is.
+    a.grad, b.grad = minimenet.xp.asarray([0.3]), minimenet.xp.asarray([0.0, 0.4])
+    assert opt.step() == pytest.approx(0.5)
+    np.testing.assert_allclose(to_numpy(a.data), [-0.9])
+    np.testing.assert_allclose(to_numpy(b.data), [0.0, -1.2])
+
+
+def test_sgd_skips_parameters_without_gradient_and_zero_grad_clears():
+    a, b = param([1.0]), param([2.0])
+    opt = SGD([a, b], lr=0.5)
+    a.grad = minimenet.xp.asarray([1.0])
+    opt.step()
+    np.testing.assert_allclose(to_numpy(a.data), [0.5])
+    np.testing.assert_allclose(to_numpy(b.data), [2.0])
+    opt.zero_grad()
+    assert a.grad is None and b.grad is None
+
+
+def test_sgd_state_dict_roundtrip_and_mismatch():
+    p = param([1.0, 2.0])
+    opt = SGD([p], lr=0.1, momentum=0.9)
+    p.grad = minimenet.xp.asarray([1.0, -1.0])
+    opt.step()
+    other = SGD([param([0.0, 0.0])], lr=0.1, momentum=0.9)
+    other.load_state_dict(opt.state_dict())
+    np.testing.assert_allclose(to_numpy(other.velocities[0]), [0.1, -0.1])
+    with pytest.raises(ValueError, match="holds 1 velocities but this optimiser has 2 parameters"):
+        SGD([param([0.0]), param([0.0])], lr=0.1).load_state_dict(opt.state_dict())
+
+
+def test_sgd_without_parameters_raises():
+    with pytest.raises(ValueError, match="no parameters"):
+        SGD([], lr=0.1)
+
+
+def test_tiny_conv_net_learns_a_toy_segmentation():
+    """conv-bn-relu-conv trained with SGD to label the pixels brighter than their neighbourhood."""
+    data = np.random.default_rng(0)
+    x = data.standard_normal((8, 2, 6, 6)).astype(np.float32)
+    labels = (x[:, 0] + 0.5 * x[:, 1] > 0.3).astype(np.int64)
+    net = small_net(seed=0)
+    opt = SGD(net.parameters(), lr=0.1, momentum=0.9, clip_norm=5.0)
+    inputs, targets = as_xp(x), minimenet.xp.asarray(labels)
+    losses = []
+    for _ in range(30):
+        opt.zero_grad()
+        loss = softmax_cross_entropy(net(inputs), targets, hard_negative_mining=False)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert all(np.isfinite(losses))
+    assert losses[-1] < 0.5 * losses[0]
+    net.eval()
+    with minimenet.no_grad():
+        prediction = to_numpy(net(inputs).data).argmax(axis=1)
+    assert (prediction == labels).mean() > 0.9
