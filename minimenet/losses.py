@@ -8,6 +8,9 @@ def _check_labels(op, x, labels):
     if tuple(labels.shape) != expected:
         raise ValueError(f"{op}: labels must have shape {expected} (batch, height, width) to match input {x.shape}, "
                          f"got {tuple(labels.shape)}")
+    if bool(((labels != 0) & (labels != 1)).any()):
+        raise ValueError(f"{op}: labels must be 0 (background) or 1 (salient), got values "
+                         f"{sorted(set(array_module(labels).unique(labels).tolist()))[:5]}; binarise masks first")
 
 
 def hard_negative_mask(pixel_loss, labels):
@@ -42,9 +45,10 @@ def softmax_cross_entropy(logits, labels, hard_negative_mining=True):
     """
     if logits.ndim != 4 or logits.shape[1] != 2:
         raise ValueError(f"softmax_cross_entropy: logits must have shape (batch, 2, height, width), got {logits.shape}")
-    _check_labels("softmax_cross_entropy", logits, labels)
     xp = logits.xp
-    labels = xp.asarray(labels).astype(xp.int64)
+    labels = xp.asarray(labels)
+    _check_labels("softmax_cross_entropy", logits, labels)
+    labels = labels.astype(xp.int64)
     z = logits.data - logits.data.max(axis=1, keepdims=True)
     log_p = z - xp.log(xp.exp(z).sum(axis=1, keepdims=True))
     pixel_loss = -xp.take_along_axis(log_p, labels[:, None], axis=1)[:, 0]
@@ -109,9 +113,9 @@ def metric_loss(f, labels):
     """
     if f.ndim != 4:
         raise ValueError(f"metric_loss: features must have shape (batch, channels, height, width), got {f.shape}")
-    _check_labels("metric_loss", f, labels)
     xp = f.xp
     labels = xp.asarray(labels)
+    _check_labels("metric_loss", f, labels)
     if is_gpu_array(f.data) and f.dtype == "float32":
         from . import cuda
         loss, grad = cuda.metric_loss(f.data, labels.astype(xp.int32))

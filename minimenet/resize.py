@@ -33,9 +33,9 @@ def resize(x, size):
     """Bilinear resize of x (N, C, H, W) to size = (H_out, W_out)."""
     if x.ndim != 4:
         raise ValueError(f"resize: input must be 4-D (batch, channels, height, width), got shape {x.shape}")
+    if not (isinstance(size, (tuple, list)) and len(size) == 2 and all(isinstance(n, int) and n >= 1 for n in size)):
+        raise ValueError(f"resize: size must be a pair of positive ints (height, width), got {size!r}")
     h_out, w_out = size
-    if h_out < 1 or w_out < 1:
-        raise ValueError(f"resize: output size must be positive, got {size}")
     xp = x.xp
     a_h = xp.asarray(interpolation_matrix(h_out, x.shape[2], x.dtype))
     a_w = xp.asarray(interpolation_matrix(w_out, x.shape[3], x.dtype))

@@ -99,6 +99,9 @@ class Tensor:
                 if expanded:
                     order.append(node)
                 elif id(node) not in seen:
+                    if node.op != "leaf" and node._backward is None:
+                        raise RuntimeError(f"backward() reached a {node.op} result whose graph an earlier backward() "
+                                           "already freed: recompute the forward pass before calling backward() again")
                     seen.add(id(node))
                     stack.append((node, True))
                     stack.extend((p, False) for p in node._parents if p.requires_grad)

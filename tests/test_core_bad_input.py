@@ -170,7 +170,7 @@ def test_resize_input_not_4d():
 
 
 def test_resize_to_an_empty_size():
-    with pytest.raises(ValueError, match=r"resize: output size must be positive, got \(0, 2\)"):
+    with pytest.raises(ValueError, match=r"resize: size must be a pair of positive ints \(height, width\), got \(0, 2\)"):
         resize(t(1, 2, 3, 4), (0, 2))
 
 
@@ -205,3 +205,26 @@ def test_metric_loss_label_shape(label_shape):
 def test_metric_loss_features_not_4d():
     with pytest.raises(ValueError, match=r"metric_loss: features must have shape \(batch, channels, height, width\), got \(2, 5, 3\)"):
         metric_loss(t(2, 5, 3), np.zeros((2, 5, 3), int))
+
+
+def test_labels_other_than_zero_and_one_are_named():
+    logits = Tensor(np.zeros((1, 2, 2, 2)))
+    labels = np.array([[[0, 1], [2, 255]]])
+    with pytest.raises(ValueError, match=r"softmax_cross_entropy: labels must be 0 \(background\) or 1.*\[0, 1, 2, 255\]"):
+        softmax_cross_entropy(logits, labels)
+    with pytest.raises(ValueError, match=r"metric_loss: labels must be 0 \(background\) or 1"):
+        metric_loss(Tensor(np.zeros((1, 3, 2, 2))), labels)
+
+
+def test_resize_needs_a_pair_of_sizes():
+    with pytest.raises(ValueError, match=r"resize: size must be a pair of positive ints \(height, width\), got 5"):
+        resize(Tensor(np.zeros((1, 1, 2, 2))), 5)
+
+
+def test_a_second_backward_through_a_freed_graph_is_an_error():
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    shared = x * x
+    first, second = shared.sum(), (shared * 2.0).sum()
+    first.backward()
+    with pytest.raises(RuntimeError, match="already freed: recompute the forward pass"):
+        second.backward()
