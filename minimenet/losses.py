@@ -1,4 +1,6 @@
 """MEnet's two losses: pixel-wise cross entropy (Eq. 1) and the centroid metric loss (Eq. 3)."""
+import numpy
+
 from .backend import array_module, is_gpu_array
 from .tensor import Tensor
 
@@ -29,7 +31,8 @@ def hard_negative_mask(pixel_loss, labels):
     quota = xp.minimum(n_salient, n_background)
     # Rank the majority pixels by loss; minority pixels sort last.
     ranked = xp.where(minority, -xp.inf, pixel_loss)
-    order = xp.argsort(-ranked, axis=1, kind="stable")
+    # CuPy's argsort is always stable and accepts no ``kind``; NumPy's must be asked.
+    order = xp.argsort(-ranked, axis=1, **({"kind": "stable"} if xp is numpy else {}))
     hardest = xp.zeros_like(minority)
     rows = xp.arange(labels.shape[0])[:, None]
     hardest[rows, order] = xp.arange(labels.shape[1])[None, :] < quota[:, None]
@@ -48,10 +51,10 @@ def softmax_cross_entropy(logits, labels, hard_negative_mining=True):
     xp = logits.xp
     labels = xp.asarray(labels)
     _check_labels("softmax_cross_entropy", logits, labels)
-    labels = labels.astype(xp.int64)
     z = logits.data - logits.data.max(axis=1, keepdims=True)
     log_p = z - xp.log(xp.exp(z).sum(axis=1, keepdims=True))
-    pixel_loss = -xp.take_along_axis(log_p, labels[:, None], axis=1)[:, 0]
+    one_hot = xp.stack([1 - labels, labels], axis=1).astype(log_p.dtype)
+    pixel_loss = -(log_p * one_hot).sum(axis=1)
     b = labels.shape[0]
     if hard_negative_mining:
         selected = hard_negative_mask(pixel_loss.reshape(b, -1), labels.reshape(b, -1)).reshape(labels.shape)
@@ -62,9 +65,7 @@ def softmax_cross_entropy(logits, labels, hard_negative_mining=True):
 
     def backward(g):
         # d(-ln softmax_y)/dz = softmax - onehot(y)
-        d = xp.exp(log_p)
-        xp.put_along_axis(d, labels[:, None], xp.take_along_axis(d, labels[:, None], axis=1) - 1, axis=1)
-        return (d * (selected[:, None] * (g / count)),)
+        return ((xp.exp(log_p) - one_hot) * (selected[:, None] * (g / count)),)
     return Tensor.from_op(loss, (logits,), backward, "softmax_cross_entropy")
 
 

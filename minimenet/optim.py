@@ -29,8 +29,8 @@ class SGD:
 
     def grad_norm(self):
         """Global L2 norm of the gradients: sqrt(sum over parameters of sum grad^2)."""
-        total = sum(float((p.grad.astype("float64") ** 2).sum()) for p in self.parameters if p.grad is not None)
-        return total ** 0.5
+        squares = [(p.grad.astype("float64") ** 2).sum() for p in self.parameters if p.grad is not None]
+        return float(sum(squares)) ** 0.5  # one device-to-host transfer, not one per parameter
 
     def step(self):
         """One update; returns the gradient norm before clipping."""

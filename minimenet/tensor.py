@@ -9,6 +9,8 @@ modules but are built with the same ``Tensor.from_op``.
 """
 import contextlib
 
+import numpy
+
 from .backend import array_module, xp as default_xp
 
 _grad_enabled = True
@@ -159,7 +161,7 @@ def _unbroadcast(grad, shape):
 
 def _broadcast_shape(op, a, b):
     try:
-        return a.xp.broadcast_shapes(a.shape, b.shape)
+        return numpy.broadcast_shapes(a.shape, b.shape)
     except ValueError:
         raise ValueError(f"{op}: shapes {a.shape} and {b.shape} cannot be broadcast together") from None
 
