@@ -1,0 +1,229 @@
+"""Benchmark (not a test): conv2d and conv_transpose2d forward + backward, float32, MEnet shapes.
+
+For each shape it times, on the CPU:
+  * minimenet: ``y = minimenet.conv2d(x, w, stride=, padding=)`` (or ``conv_transpose2d``) on
+    Tensors with requires_grad, then ``y.backward(g)`` with a fixed gradient g;
+  * PyTorch (only when it imports; the library itself never uses it): the same with
+    ``torch.nn.functional`` on the same arrays, with ``torch.set_num_threads`` set to the number
+    of threads NumPy's BLAS uses.
+Times are the median of ``--repeats`` calls after ``--warmup`` calls, in milliseconds.
+
+    python benchmarks/bench_ops.py                 # default shapes (tiny preset + a few paper ones)
+    python benchmarks/bench_ops.py --repeats 20 --only deconv
+    python benchmarks/bench_ops.py --primitives    # also time conv.py's NumPy primitives one by one
+"""
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+
+os.environ.setdefault("MINIMENET_DEVICE", "cpu")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import numpy  # noqa: E402
+
+import minimenet  # noqa: E402
+from minimenet import conv as mconv  # noqa: E402
+
+# (name, kind, batch, c_in, c_out, size, kernel, stride, padding)
+# kind "conv": x (B, c_in, size, size), w (c_out, c_in, k, k)
+# kind "deconv": x (B, c_in, size, size), w (c_in, c_out, k, k) (PyTorch's layout)
+SHAPES = [
+    # tiny preset (S = 64, w = 8, max_width = 64), batch 8
+    ("enc0 first  3->8   64 s2", "conv", 8, 3, 8, 64, 3, 2, 1),
+    ("enc0 3x3    8->8   32", "conv", 8, 8, 8, 32, 3, 1, 1),
+    ("dec0 3x3   16->8   32", "conv", 8, 16, 8, 32, 3, 1, 1),
+    ("3x3         8->8   64", "conv", 8, 8, 8, 64, 3, 1, 1),
+    ("enc1 first  8->16  32 s2", "conv", 8, 8, 16, 32, 3, 2, 1),
+    ("enc2 first 16->32  16 s2", "conv", 8, 16, 32, 16, 3, 2, 1),
+    ("3x3        32->32  16", "conv", 8, 32, 32, 16, 3, 1, 1),
+    ("3x3        64->64   4", "conv", 8, 64, 64, 4, 3, 1, 1),
+    ("feature    13->16  64", "conv", 8, 13, 16, 64, 3, 1, 1),
+    ("scale map   8->1   64", "conv", 8, 8, 1, 64, 3, 1, 1),
+    ("dec0 deconv 8->8   32 4x4/2", "deconv", 8, 8, 8, 32, 4, 2, 1),
+    ("dec1 deconv 16->8  16 4x4/2", "deconv", 8, 16, 8, 16, 4, 2, 1),
+    ("dec2 deconv 32->16  8 4x4/2", "deconv", 8, 32, 16, 8, 4, 2, 1),
+    ("dec5 deconv 64->64  1 2x2/1", "deconv", 8, 64, 64, 1, 2, 1, 0),
+]
+PAPER_SHAPES = [
+    # paper preset (S = 224, w = 32, max_width = 512), batch 5: a few of the heaviest layers
+    ("P enc0 3x3 32->32 112", "conv", 5, 32, 32, 112, 3, 1, 1),
+    ("P enc2 s2 64->128 56", "conv", 5, 64, 128, 56, 3, 2, 1),
+    ("P dec3 3x3 512->256 14", "conv", 5, 512, 256, 14, 3, 1, 1),
+    ("P dec0 deconv 32->32 112", "deconv", 5, 32, 32, 112, 4, 2, 1),
+]
+
+
+_LIMITER = None
+
+
+def limit_blas(n):
+    """Set NumPy's BLAS threads (needs threadpoolctl)."""
+    global _LIMITER
+    import threadpoolctl
+    _LIMITER = threadpoolctl.threadpool_limits(limits=n, user_api="blas")
+
+
+def blas_threads():
+    """Threads NumPy's BLAS uses (threadpoolctl if present, else the usual environment variables)."""
+    try:
+        import threadpoolctl
+        info = [i for i in threadpoolctl.threadpool_info() if i.get("user_api") == "blas"]
+        if info:
+            return int(info[0]["num_threads"]), f"{info[0].get('internal_api')} {info[0].get('version')}"
+    except ImportError:
+        pass
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        if os.environ.get(var):
+            return int(os.environ[var]), f"(from {var})"
+    return os.cpu_count() or 1, "(assumed: one per CPU)"
+
+
+def time_call(fn, warmup, repeats):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def make_arrays(shape, seed=0):
+    _, kind, b, ci, co, size, k, s, p = shape
+    rng = numpy.random.default_rng(seed)
+    x = rng.standard_normal((b, ci, size, size), dtype=numpy.float32)
+    if kind == "conv":
+        w = rng.standard_normal((co, ci, k, k), dtype=numpy.float32) * 0.1
+        out = mconv.output_size(size, k, s, p)
+    else:
+        w = rng.standard_normal((ci, co, k, k), dtype=numpy.float32) * 0.1
+        out = (size - 1) * s - 2 * p + k
+    g = rng.standard_normal((b, co, out, out), dtype=numpy.float32)
+    return x, w, g
+
+
+def minimenet_fns(shape, x, w, g):
+    _, kind, *_, s, p = shape
+    op = minimenet.conv2d if kind == "conv" else minimenet.conv_transpose2d
+    xt = minimenet.Tensor(x, requires_grad=True)
+    wt = minimenet.Tensor(w, requires_grad=True)
+
+    def forward():
+        with minimenet.no_grad():
+            return op(xt, wt, stride=s, padding=p)
+
+    def forward_backward():
+        xt.grad = wt.grad = None
+        y = op(xt, wt, stride=s, padding=p)
+        y.backward(g)
+        return xt.grad, wt.grad
+    return forward, forward_backward
+
+
+def torch_fns(torch, shape, x, w, g):
+    _, kind, *_, s, p = shape
+    F = torch.nn.functional
+    op = F.conv2d if kind == "conv" else F.conv_transpose2d
+    xt = torch.from_numpy(x.copy()).requires_grad_()
+    wt = torch.from_numpy(w.copy()).requires_grad_()
+    gt = torch.from_numpy(g.copy())
+
+    def forward():
+        with torch.no_grad():
+            return op(xt, wt, stride=s, padding=p)
+
+    def forward_backward():
+        xt.grad = wt.grad = None
+        y = op(xt, wt, stride=s, padding=p)
+        y.backward(gt)
+        return xt.grad, wt.grad
+    return forward, forward_backward
+
+
+def check_agreement(torch, shape, x, w, g):
+    """Largest relative difference between minimenet's and torch's y, dx, dw (a sanity check)."""
+    fm, fbm = minimenet_fns(shape, x, w, g)
+    ft, fbt = torch_fns(torch, shape, x, w, g)
+    pairs = [(fm().data, ft().numpy())] + [(a, b.numpy()) for a, b in zip(fbm(), fbt())]
+    return max(float(numpy.abs(a - b).max() / (numpy.abs(b).max() + 1e-12)) for a, b in pairs)
+
+
+def primitive_fns(shape, x, w, g):
+    """The three conv.py primitives as the op calls them (for the --primitives breakdown)."""
+    _, kind, *_, s, p = shape
+    st, pd = (s, s), (p, p)
+    if kind == "conv":
+        return {"forward": lambda: mconv.conv2d_forward(x, w, st, pd),
+                "input_grad": lambda: mconv.conv2d_input_grad(g, w, x.shape, st, pd),
+                "weight_grad": lambda: mconv.conv2d_weight_grad(x, g, w.shape, st, pd)}
+    # deconv: forward is the input-grad primitive, its backward the forward and weight-grad ones
+    return {"forward(col2im)": lambda: mconv.conv2d_input_grad(x, w, g.shape, st, pd),
+            "input_grad(im2col)": lambda: mconv.conv2d_forward(g, w, st, pd),
+            "weight_grad": lambda: mconv.conv2d_weight_grad(g, x, w.shape, st, pd)}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--no-paper", action="store_true", help="skip the paper-preset shapes")
+    parser.add_argument("--only", choices=["conv", "deconv"], help="time only this kind of op")
+    parser.add_argument("--no-torch", action="store_true", help="do not time PyTorch even if it imports")
+    parser.add_argument("--threads", type=int, help="BLAS and torch threads (default: what NumPy's BLAS uses)")
+    parser.add_argument("--primitives", action="store_true", help="also time conv.py's primitives one by one")
+    args = parser.parse_args(argv)
+
+    if args.threads:
+        limit_blas(args.threads)
+    threads, blas = blas_threads()
+    torch = None
+    if not args.no_torch:
+        try:
+            import torch
+            torch.set_num_threads(threads)
+        except ImportError:
+            torch = None
+    shapes = SHAPES + ([] if args.no_paper else PAPER_SHAPES)
+    shapes = [s for s in shapes if args.only is None or s[1] == args.only]
+
+    print(f"# bench_ops: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; numpy {numpy.__version__}, "
+          f"BLAS {blas} with {threads} threads; "
+          + (f"torch {torch.__version__} with {torch.get_num_threads()} threads" if torch else "torch not available")
+          + f"; float32, median of {args.repeats} after {args.warmup} warm-up; load average {os.getloadavg()[0]:.1f} at start")
+    header = f"{'shape':30s} {'B':>2s} {'mm fwd':>8s} {'mm f+b':>8s}"
+    if torch:
+        header += f" {'pt fwd':>8s} {'pt f+b':>8s} {'fwd x':>6s} {'f+b x':>6s} {'maxrel':>8s}"
+    print(header + "   (ms; x = minimenet / torch)")
+    rows = []
+    for shape in shapes:
+        x, w, g = make_arrays(shape)
+        fwd, fb = minimenet_fns(shape, x, w, g)
+        row = {"shape": shape[0], "kind": shape[1], "batch": shape[2],
+               "mm_fwd_ms": time_call(fwd, args.warmup, args.repeats),
+               "mm_fb_ms": time_call(fb, args.warmup, args.repeats)}
+        line = f"{shape[0]:30s} {shape[2]:2d} {row['mm_fwd_ms']:8.2f} {row['mm_fb_ms']:8.2f}"
+        if torch:
+            tf, tfb = torch_fns(torch, shape, x, w, g)
+            row["pt_fwd_ms"] = time_call(tf, args.warmup, args.repeats)
+            row["pt_fb_ms"] = time_call(tfb, args.warmup, args.repeats)
+            row["maxrel"] = check_agreement(torch, shape, x, w, g)
+            line += (f" {row['pt_fwd_ms']:8.2f} {row['pt_fb_ms']:8.2f} {row['mm_fwd_ms'] / row['pt_fwd_ms']:6.2f}"
+                     f" {row['mm_fb_ms'] / row['pt_fb_ms']:6.2f} {row['maxrel']:8.1e}")
+        print(line, flush=True)
+        if args.primitives:
+            parts = {name: time_call(fn, args.warmup, args.repeats) for name, fn in primitive_fns(shape, x, w, g).items()}
+            print("      primitives: " + ", ".join(f"{k} {v:.2f}" for k, v in parts.items()), flush=True)
+        rows.append(row)
+    if torch:
+        total_mm = sum(r["mm_fb_ms"] for r in rows)
+        total_pt = sum(r["pt_fb_ms"] for r in rows)
+        print(f"{'sum of f+b over shapes':30s}    {'':8s} {total_mm:8.2f} {'':8s} {total_pt:8.2f} {'':6s} {total_mm / total_pt:6.2f}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,281 @@
+"""Benchmark: ms per training step and per inference image, minimenet against PyTorch.
+
+Training step = forward + loss (metric + mined cross entropy) + backward + SGD update (momentum
+0.9, weight decay 1e-8, lr 0.01), on random images and random ellipse masks. Inference = eval
+mode, no graph, forward + the Eq. 5 metric map (``model.saliency_maps``), reported per image.
+When PyTorch imports, ``benchmarks/torch_menet.py`` (the same architecture) is timed in the same
+run with as many threads as NumPy's BLAS uses; the library itself never imports torch.
+
+    python benchmarks/bench_train.py                             # tiny + paper presets on the CPU
+    python benchmarks/bench_train.py --presets tiny --steps 20
+    python benchmarks/bench_train.py --device gpu --out runs/bench_gpu
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_STEPS = {"tiny": 10, "paper": 3}
+DEFAULT_BATCH = {"tiny": 8, "paper": 5}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--presets", default="tiny,paper", help="comma-separated presets (tiny, paper)")
+    p.add_argument("--steps", type=int, help=f"timed training steps per preset (default {DEFAULT_STEPS})")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
+    p.add_argument("--batch-tiny", type=int, default=DEFAULT_BATCH["tiny"])
+    p.add_argument("--batch-paper", type=int, default=DEFAULT_BATCH["paper"])
+    p.add_argument("--infer-repeats", type=int, default=3, help="timed inference batches (default 3)")
+    p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    p.add_argument("--threads", type=int, help="BLAS and torch threads (default: what NumPy's BLAS uses)")
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--no-torch", action="store_true", help="skip PyTorch even if it imports")
+    p.add_argument("--no-check", action="store_true",
+                   help="skip the check that both models give the same loss from the same weights")
+    p.add_argument("--out", help="directory for results.json and results.txt")
+    return p.parse_args(argv)
+
+
+ARGS = parse_args() if __name__ == "__main__" else None
+if ARGS is not None:
+    # The backend is chosen when minimenet is imported, so the device must be set first.
+    os.environ["MINIMENET_DEVICE"] = ARGS.device
+sys.path.insert(0, os.path.join(HERE, ".."))
+sys.path.insert(0, HERE)
+
+import numpy  # noqa: E402
+
+import minimenet  # noqa: E402
+from minimenet import backend  # noqa: E402
+
+
+_LIMITER = None
+
+
+def limit_blas(n):
+    """Set NumPy's BLAS threads (needs threadpoolctl)."""
+    global _LIMITER
+    import threadpoolctl
+    _LIMITER = threadpoolctl.threadpool_limits(limits=n, user_api="blas")
+
+
+def blas_threads():
+    try:
+        import threadpoolctl
+        info = [i for i in threadpoolctl.threadpool_info() if i.get("user_api") == "blas"]
+        if info:
+            return int(info[0]["num_threads"]), f"{info[0].get('internal_api')} {info[0].get('version')}"
+    except ImportError:
+        pass
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        if os.environ.get(var):
+            return int(os.environ[var]), f"(from {var})"
+    return os.cpu_count() or 1, "(assumed: one per CPU)"
+
+
+def random_batch(batch, size, seed=0):
+    """Images N(0, 1) and ellipse masks (1 inside a random ellipse, about 5-40% of the image)."""
+    rng = numpy.random.default_rng(seed)
+    images = rng.standard_normal((batch, 3, size, size)).astype(numpy.float32)
+    yy, xx = numpy.mgrid[0:size, 0:size] + 0.5
+    masks = numpy.zeros((batch, size, size), dtype=numpy.int64)
+    for b in range(batch):
+        cy, cx = rng.uniform(0.3, 0.7, 2) * size
+        ay, ax = rng.uniform(0.15, 0.35, 2) * size
+        theta = rng.uniform(0, numpy.pi)
+        u = (xx - cx) * numpy.cos(theta) + (yy - cy) * numpy.sin(theta)
+        v = -(xx - cx) * numpy.sin(theta) + (yy - cy) * numpy.cos(theta)
+        masks[b] = (u / ax) ** 2 + (v / ay) ** 2 <= 1
+    return images, masks
+
+
+def sync_minimenet():
+    if backend.device == "gpu":
+        backend.xp.cuda.Device().synchronize()
+
+
+def timed(fn, warmup, repeats, sync):
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def minimenet_runner(preset, images, masks, lr):
+    from minimenet.model import MEnet, MEnetConfig
+    minimenet.manual_seed(0)
+    model = MEnet(MEnetConfig.preset(preset))
+    opt = minimenet.SGD(model.parameters(), lr, momentum=0.9, weight_decay=1e-8)
+    x = minimenet.Tensor(backend.xp.asarray(images))
+    m = backend.xp.asarray(masks)
+
+    def step():
+        model.train()
+        out = model(x)
+        loss, parts = model.loss(out, m)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return parts
+
+    def infer():
+        metric_map, ce_map = model.saliency_maps(x)
+        return metric_map
+    return model, step, infer
+
+
+def feature_has_bn(mm_model):
+    """Whether minimenet's feature conv is conv + BN + ReLU (so torch's mirror matches it)."""
+    return isinstance(mm_model.feature_conv, minimenet.nn.Sequential)
+
+
+def torch_runner(torch, preset, images, masks, lr, feature_bn_relu, dev):
+    import torch_menet
+    torch.manual_seed(0)
+    model = torch_menet.build(preset, feature_bn_relu=feature_bn_relu).to(dev)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-8)
+    x = torch.from_numpy(images).to(dev)
+    m = torch.from_numpy(masks).to(dev)
+
+    def step():
+        model.train()
+        logits, features = model(x)
+        loss, parts = model.loss(logits, features, m)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return parts
+
+    def infer():
+        model.eval()
+        metric_map, _ = model.saliency_maps(x)
+        return metric_map
+    return model, step, infer
+
+
+def check_same_loss(torch, preset, images, masks, dev):
+    """Copy minimenet's initial weights into the torch mirror (parameters and BN statistics in
+    the same order) and compare the two losses on one batch: a check that the architectures,
+    not just the parameter counts, agree."""
+    import torch_menet
+    from minimenet.model import MEnet, MEnetConfig
+    minimenet.manual_seed(0)
+    mm = MEnet(MEnetConfig.preset(preset))
+    tm = torch_menet.build(preset, feature_bn_relu=feature_has_bn(mm)).to(dev)
+    mm_params = mm.parameters()
+    t_params = list(tm.parameters())
+    if [tuple(p.shape) for p in mm_params] != [tuple(p.shape) for p in t_params]:
+        return "parameter shapes differ in order"
+    with torch.no_grad():
+        for a, b in zip(mm_params, t_params):
+            b.copy_(torch.from_numpy(backend.to_numpy(a.data)).to(dev))
+    out = mm(minimenet.Tensor(backend.xp.asarray(images)))
+    loss, parts = mm.loss(out, backend.xp.asarray(masks))
+    logits, features = tm(torch.from_numpy(images).to(dev))
+    t_loss, t_parts = tm.loss(logits, features, torch.from_numpy(masks).to(dev))
+    ref = logits.detach().cpu().numpy()
+    diff = float(numpy.abs(out.logits.numpy() - ref).max() / numpy.abs(ref).max())
+    return (f"same weights: logits max rel diff {diff:.1e}; metric {parts['metric']:.6f} vs {float(t_parts['metric']):.6f}, "
+            f"ce {parts['ce']:.6f} vs {float(t_parts['ce']):.6f}")
+
+
+def fmt(v, spec="10.1f"):
+    return format(v, spec) if isinstance(v, (int, float)) else f"{'-':>{spec.split('.')[0]}s}"
+
+
+def main(args):
+    if args.threads:
+        limit_blas(args.threads)
+    threads, blas = blas_threads()
+    torch = None
+    if not args.no_torch:
+        try:
+            import torch
+        except ImportError:
+            torch = None
+    dev = "cpu"
+    if torch is not None:
+        torch.set_num_threads(threads)
+        if args.device == "gpu":
+            if not torch.cuda.is_available():
+                print("# torch has no CUDA here: timing minimenet only")
+                torch = None
+            else:
+                dev = "cuda"
+    tsync = (lambda: torch.cuda.synchronize()) if torch is not None and dev == "cuda" else (lambda: None)
+
+    header = (f"# bench_train: minimenet {minimenet.__version__} on {backend.device}"
+              + (f" ({backend.xp.cuda.runtime.getDeviceProperties(0)['name'].decode()})" if backend.device == "gpu" else "")
+              + f"; {platform.machine()} {os.cpu_count()} CPUs; numpy {numpy.__version__}, BLAS {blas} with {threads} threads; "
+              + (f"torch {torch.__version__} on {dev} with {torch.get_num_threads()} threads" if torch else "torch not timed")
+              + f"; float32, SGD lr {args.lr} momentum 0.9; load average {os.getloadavg()[0]:.1f} at start")
+    print(header, flush=True)
+    results, notes = [], []
+    for preset in [p.strip() for p in args.presets.split(",") if p.strip()]:
+        batch = {"tiny": args.batch_tiny, "paper": args.batch_paper}[preset]
+        steps = args.steps or DEFAULT_STEPS[preset]
+        size = {"tiny": 64, "paper": 224}[preset]
+        images, masks = random_batch(batch, size)
+        row = {"preset": preset, "batch": batch, "steps": steps, "warmup": args.warmup, "device": backend.device}
+
+        if torch is not None and not args.no_check and preset == "tiny":
+            note = f"{preset}: " + check_same_loss(torch, preset, images, masks, dev)
+            print("# " + note, flush=True)
+            notes.append(note)
+
+        mm_model, step, infer = minimenet_runner(preset, images, masks, args.lr)
+        row["mm_params"] = mm_model.num_parameters()
+        t = timed(step, args.warmup, steps, sync_minimenet)
+        row["mm_step_ms"], row["mm_step_all_ms"] = statistics.median(t), t
+        t = timed(infer, 1, args.infer_repeats, sync_minimenet)
+        row["mm_infer_ms_per_image"] = statistics.median(t) / batch
+        bn = feature_has_bn(mm_model)
+        del mm_model, step, infer
+
+        if torch is not None:
+            t_model, t_step, t_infer = torch_runner(torch, preset, images, masks, args.lr, bn, dev)
+            row["pt_params"] = sum(p.numel() for p in t_model.parameters())
+            t = timed(t_step, args.warmup, steps, tsync)
+            row["pt_step_ms"], row["pt_step_all_ms"] = statistics.median(t), t
+            t = timed(t_infer, 1, args.infer_repeats, tsync)
+            row["pt_infer_ms_per_image"] = statistics.median(t) / batch
+            row["step_ratio"] = row["mm_step_ms"] / row["pt_step_ms"]
+            row["infer_ratio"] = row["mm_infer_ms_per_image"] / row["pt_infer_ms_per_image"]
+            del t_model, t_step, t_infer
+        results.append(row)
+        print(f"# {preset}: done ({steps} timed steps after {args.warmup} warm-up)", flush=True)
+
+    lines = [header,
+             f"{'preset':7s} {'batch':>5s} {'params':>11s} | {'step mm ms':>10s} {'step pt ms':>10s} {'ratio':>6s} | "
+             f"{'infer mm ms/img':>15s} {'infer pt ms/img':>15s} {'ratio':>6s}"]
+    for r in results:
+        lines.append(f"{r['preset']:7s} {r['batch']:5d} {r['mm_params']:11,d} | {fmt(r['mm_step_ms'])} {fmt(r.get('pt_step_ms'))} "
+                     f"{fmt(r.get('step_ratio'), '6.2f')} | {fmt(r['mm_infer_ms_per_image'], '15.1f')} "
+                     f"{fmt(r.get('pt_infer_ms_per_image'), '15.1f')} {fmt(r.get('infer_ratio'), '6.2f')}")
+        if "pt_params" in r and r["pt_params"] != r["mm_params"]:
+            lines.append(f"  WARNING: parameter counts differ: minimenet {r['mm_params']:,} torch {r['pt_params']:,}")
+    lines += ["# " + n for n in notes]
+    print("\n".join(lines[1:]))
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, "results.json"), "w") as fh:
+            json.dump({"header": header, "notes": notes, "results": results,
+                       "argv": sys.argv[1:], "time": time.strftime("%Y-%m-%d %H:%M:%S")}, fh, indent=2)
+        with open(os.path.join(args.out, "results.txt"), "w") as fh:
+            fh.write("\n".join(lines) + "\n")
+    return results
+
+
+if __name__ == "__main__":
+    main(ARGS)
