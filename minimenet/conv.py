@@ -30,24 +30,34 @@ def output_size(size, kernel, stride, padding):
     return (size + 2 * padding - kernel) // stride + 1
 
 
-def _windows(x, kernel, stride, padding, out_hw):
-    """View of the zero-padded input as (B, Ci, kh, kw, Ho, Wo): window (u, v) of output pixel (r, c)."""
+def im2col(x, kernel, stride, padding):
+    """The input's windows as one contiguous (Ci*kh*kw, B*Ho*Wo) matrix: row (i, u, v), column
+    (b, r, c) holds x[b, i, r*sh - ph + u, c*sw - pw + v] (zero outside). One copy from a strided
+    view of the zero-padded input; with this layout both the forward and the weight gradient are
+    a single matrix product."""
     xp = array_module(x)
-    (kh, kw), (sh, sw), (ph, pw), (ho, wo) = kernel, stride, padding, out_hw
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     b, ci, h, w = x.shape
+    ho, wo = output_size(h, kh, sh, ph), output_size(w, kw, sw, pw)
     padded = xp.zeros((b, ci, h + 2 * ph, w + 2 * pw), dtype=x.dtype)
     padded[:, :, ph:ph + h, pw:pw + w] = x
     s0, s1, s2, s3 = padded.strides
-    return xp.lib.stride_tricks.as_strided(padded, (b, ci, kh, kw, ho, wo), (s0, s1, s2, s3, s2 * sh, s3 * sw))
+    windows = xp.lib.stride_tricks.as_strided(padded, (ci, kh, kw, b, ho, wo), (s1, s2, s3, s0, s2 * sh, s3 * sw))
+    return windows.reshape(ci * kh * kw, b * ho * wo)
 
 
-def conv2d_forward(x, w, stride, padding):
-    """y = w * x as one matrix product: (Co, Ci*kh*kw) @ (B, Ci*kh*kw, Ho*Wo)."""
+def conv2d_forward(x, w, stride, padding, columns=None):
+    """y = W columns: (Co, Ci*kh*kw) @ (Ci*kh*kw, B*Ho*Wo), then the (Co, B) axes swapped back.
+
+    ``columns``, when given, is ``im2col(x, ...)`` already built (the weight gradient reuses it).
+    """
     xp = array_module(x)
     co, ci, kh, kw = w.shape
     ho, wo = output_size(x.shape[2], kh, stride[0], padding[0]), output_size(x.shape[3], kw, stride[1], padding[1])
-    columns = _windows(x, (kh, kw), stride, padding, (ho, wo)).reshape(x.shape[0], ci * kh * kw, ho * wo)
-    return xp.matmul(w.reshape(co, -1), columns).reshape(x.shape[0], co, ho, wo)
+    if columns is None:
+        columns = im2col(x, (kh, kw), stride, padding)
+    y = (w.reshape(co, -1) @ columns).reshape(co, x.shape[0], ho, wo)
+    return xp.ascontiguousarray(y.transpose(1, 0, 2, 3))
 
 
 def conv2d_input_grad(dy, w, x_shape, stride, padding):
@@ -68,21 +78,36 @@ def conv2d_input_grad(dy, w, x_shape, stride, padding):
     return padded[:, :, ph:ph + h, pw:pw + wd]
 
 
-def conv2d_weight_grad(x, dy, w_shape, stride, padding):
-    """dw = dy x^T, summed over the batch and the output pixels: one tensordot."""
-    xp = array_module(x)
+def conv2d_weight_grad(x, dy, w_shape, stride, padding, columns=None):
+    """dw = dy columns^T: (Co, B*Ho*Wo) @ (B*Ho*Wo, Ci*kh*kw), summing over batch and pixels."""
     co, ci, kh, kw = w_shape
     b, _, ho, wo = dy.shape
-    columns = _windows(x, (kh, kw), stride, padding, (ho, wo)).reshape(b, ci * kh * kw, ho * wo)
-    return xp.tensordot(dy.reshape(b, co, ho * wo), columns, axes=([0, 2], [0, 2])).reshape(w_shape)
+    if columns is None:
+        columns = im2col(x, (kh, kw), stride, padding)
+    dy_rows = dy.reshape(b, co, ho * wo).transpose(1, 0, 2).reshape(co, b * ho * wo)
+    return (dy_rows @ columns.T).reshape(w_shape)
 
 
-def _primitives(x):
-    """Our CUDA kernels for float32 on the GPU; im2col + BLAS (NumPy or CuPy) otherwise."""
+def _primitives(x, w_shape, stride, padding):
+    """(forward, input_grad, weight_grad) for x's backend: our CUDA kernels for float32 on the
+    GPU; im2col + BLAS (NumPy or CuPy) otherwise, where forward and weight_grad share one im2col
+    of x (built lazily, at most once) instead of building it twice."""
     if is_gpu_array(x) and x.dtype == "float32":
         from . import cuda
         return cuda.conv2d_forward, cuda.conv2d_input_grad, cuda.conv2d_weight_grad
-    return conv2d_forward, conv2d_input_grad, conv2d_weight_grad
+    cache = []
+
+    def columns():
+        if not cache:
+            cache.append(im2col(x, w_shape[2:], stride, padding))
+        return cache[0]
+
+    def forward(x_, w, stride_, padding_):
+        return conv2d_forward(x_, w, stride_, padding_, columns())
+
+    def weight_grad(x_, dy, w_shape_, stride_, padding_):
+        return conv2d_weight_grad(x_, dy, w_shape_, stride_, padding_, columns())
+    return forward, conv2d_input_grad, weight_grad
 
 
 def _check(op, x, w, b, weight_layout):
@@ -111,7 +136,7 @@ def conv2d(x, w, b=None, stride=1, padding=0):
         raise ValueError("conv2d: stride must be positive")
     if any(output_size(x.shape[2 + i], w.shape[2 + i], stride[i], padding[i]) < 1 for i in range(2)):
         raise ValueError(f"conv2d: kernel {w.shape[2:]} with padding {padding} does not fit the input of spatial size {x.shape[2:]}")
-    forward, input_grad, weight_grad = _primitives(x.data)
+    forward, input_grad, weight_grad = _primitives(x.data, w.shape, stride, padding)
 
     def backward(g):
         dx = input_grad(g, w.data, x.shape, stride, padding) if x.requires_grad else None
@@ -136,11 +161,12 @@ def conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0):
     if min(out_hw) < 1:
         raise ValueError(f"conv_transpose2d: padding {padding} leaves no output for input {x.shape[2:]} and kernel {w.shape[2:]}")
     out_shape = (x.shape[0], w.shape[1], *out_hw)
-    forward, input_grad, weight_grad = _primitives(x.data)
+    y = _primitives(x.data, w.shape, stride, padding)[1](x.data, w.data, out_shape, stride, padding)
 
     def backward(g):
+        # Both gradients read windows of g: on the CPU they share one im2col of it.
+        forward, _, weight_grad = _primitives(g, w.shape, stride, padding)
         dx = forward(g, w.data, stride, padding) if x.requires_grad else None
         dw = weight_grad(g, x.data, w.shape, stride, padding) if w.requires_grad else None
         return dx, dw
-    y = input_grad(x.data, w.data, out_shape, stride, padding)
     return _add_bias(Tensor.from_op(y, (x, w), backward, "conv_transpose2d"), b)

@@ -184,7 +184,7 @@ class MEnet(nn.Module):
             self.train(was_training)
         xp = out.logits.xp
         z = out.logits.data
-        p_salient = 1.0 / (1.0 + xp.exp(z[:, 0] - z[:, 1]))
+        p_salient = 0.5 * (1.0 + xp.tanh(0.5 * (z[:, 1] - z[:, 0])))  # softmax of two logits, without overflow
         if self.config.variant != "menet":
             return None, p_salient
         features = l2_normalize(out.features, self.config.normalize_eps).data
