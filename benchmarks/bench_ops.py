@@ -56,29 +56,7 @@ PAPER_SHAPES = [
 ]
 
 
-_LIMITER = None
-
-
-def limit_blas(n):
-    """Set NumPy's BLAS threads (needs threadpoolctl)."""
-    global _LIMITER
-    import threadpoolctl
-    _LIMITER = threadpoolctl.threadpool_limits(limits=n, user_api="blas")
-
-
-def blas_threads():
-    """Threads NumPy's BLAS uses (threadpoolctl if present, else the usual environment variables)."""
-    try:
-        import threadpoolctl
-        info = [i for i in threadpoolctl.threadpool_info() if i.get("user_api") == "blas"]
-        if info:
-            return int(info[0]["num_threads"]), f"{info[0].get('internal_api')} {info[0].get('version')}"
-    except ImportError:
-        pass
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        if os.environ.get(var):
-            return int(os.environ[var]), f"(from {var})"
-    return os.cpu_count() or 1, "(assumed: one per CPU)"
+from blas_threads import blas_threads, limit_blas  # noqa: E402
 
 
 def time_call(fn, warmup, repeats):
