@@ -51,7 +51,9 @@ def main(argv=None):
             dataset = SaliencyDataset(folder)
         except DatasetError as exc:
             sys.exit(f"error: {exc}")
-        scores = evaluate(model, dataset)
+        scores = evaluate(model, dataset,
+                          progress=lambda done, total: print(f"\r{name}: {done}/{total} images", end="", file=sys.stderr))
+        print(file=sys.stderr)
         curves = {}
         for kind in ("metric", "ce"):
             if kind in scores:

@@ -1,12 +1,7 @@
 """Inference and evaluation: saliency maps (Eq. 5 and the CE map) at each image's own size."""
-import numpy as np
-
 from . import backend
 from .data import evaluation_batches, normalize, resize_for_evaluation, resize_saliency_map
 from .metrics import SaliencyMetrics
-
-MAPS = ("metric", "ce")
-
 
 def predict_batch(model, images):
     """Normalised images (B, 3, S, S) -> {"metric": (B, S, S), "ce": (B, S, S)} NumPy maps in [0, 1].
@@ -27,11 +22,12 @@ def predict_image(model, image):
     return {name: resize_saliency_map(m[0], image.shape[:2]) for name, m in maps.items()}
 
 
-def evaluate(model, dataset, batch_size=16, keep=0):
+def evaluate(model, dataset, batch_size=16, keep=0, progress=None):
     """Metrics of each map over ``dataset``, the maps resized back to each mask's original size.
 
     Returns {"metric": results, "ce": results} (results as ``SaliencyMetrics.results()``), plus
-    "examples": the first ``keep`` (image, mask, maps) triples for pictures.
+    "examples": the first ``keep`` (image, mask, maps) triples for pictures. ``progress``, if
+    given, is called with (images done, images in the dataset) after every batch.
     """
     size = model.config.image_size
     scores, examples = {}, []
@@ -43,6 +39,8 @@ def evaluate(model, dataset, batch_size=16, keep=0):
                 metrics.update(resize_saliency_map(saliency, mask.shape), mask)
         for i in range(min(keep - len(examples), len(batch.masks))):
             examples.append((batch.images[i], batch.masks[i], {name: m[i] for name, m in maps.items()}))
+        if progress:
+            progress(len(scores["ce"]), len(dataset))
     if not scores:
         raise ValueError(f"evaluate: no image of {dataset.root} could be decoded; {dataset.summary()}")
     results = {name: metrics.results() for name, metrics in scores.items()}
