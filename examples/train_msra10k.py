@@ -44,7 +44,7 @@ def main(argv=None):
     options.setdefault("out", f"runs/menet-{args.preset}")
     cfg = TrainConfig(**options)
     try:
-        train(cfg, resume=args.resume)
+        cfg = train(cfg, resume=args.resume)
     except (TrainingDiverged, CheckpointError, DatasetError) as exc:
         sys.exit(f"error: {exc}")
     except KeyboardInterrupt:

@@ -191,7 +191,8 @@ def learning_rate(cfg, iteration):
 
 
 def train(cfg, resume=False, stream=sys.stdout):
-    """Train, validating and checkpointing along the way; returns the run folder.
+    """Train, validating and checkpointing along the way; returns the configuration it ran with
+    (with ``resume``, the checkpoint's, apart from ``iterations`` and ``out``).
 
     Ctrl-C (or SIGTERM) saves a checkpoint at the last completed iteration before stopping, so
     ``resume=True`` loses nothing. A NaN or infinite loss stops the run with TrainingDiverged,
@@ -270,7 +271,7 @@ def train(cfg, resume=False, stream=sys.stdout):
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
     plot_training_log(log_path, run / "loss.png")
-    return run
+    return cfg
 
 
 def test_report(cfg, examples=6, stream=sys.stdout):

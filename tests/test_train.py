@@ -55,7 +55,7 @@ def test_a_resumed_run_matches_an_uninterrupted_one(synthetic, tmp_path):
 
 
 def test_the_log_and_loss_curve_are_written(synthetic, tmp_path):
-    out = run(config(synthetic, tmp_path / "run", iterations=4, val_every=2))
+    out = Path(run(config(synthetic, tmp_path / "run", iterations=4, val_every=2)).out)
     records = [json.loads(line) for line in open(out / "log.jsonl")]
     assert [r["iteration"] for r in records if "loss" in r] == [1, 2, 3, 4]
     assert {"metric", "ce", "lr", "grad_norm"} <= set(records[0])
@@ -134,6 +134,12 @@ def test_a_damaged_checkpoint_is_a_clear_error(synthetic, tmp_path, damage):
     expected = "no checkpoint at" if damage == "missing" else "not a readable minimenet checkpoint"
     with pytest.raises(CheckpointError, match=expected):
         run(config(synthetic, cfg.out, iterations=2), resume=True)
+
+
+def test_resume_keeps_the_saved_configuration(synthetic, tmp_path):
+    run(config(synthetic, tmp_path / "run", iterations=2, lr=0.02))
+    resumed = run(TrainConfig(out=str(tmp_path / "run"), iterations=3), resume=True)
+    assert (resumed.data, resumed.lr, resumed.image_size, resumed.iterations) == (str(synthetic), 0.02, 32, 3)
 
 
 def test_learning_rate_warms_up_linearly_then_stays():
