@@ -88,26 +88,33 @@ def conv2d_weight_grad(x, dy, w_shape, stride, padding, columns=None):
     return (dy_rows @ columns.T).reshape(w_shape)
 
 
-def _primitives(x, w_shape, stride, padding):
-    """(forward, input_grad, weight_grad) for x's backend: our CUDA kernels for float32 on the
-    GPU; im2col + BLAS (NumPy or CuPy) otherwise, where forward and weight_grad share one im2col
-    of x (built lazily, at most once) instead of building it twice."""
-    if is_gpu_array(x) and x.dtype == "float32":
+def _uses_kernels(a):
+    return is_gpu_array(a) and a.dtype == "float32"
+
+
+def _input_grad(dy, w, x_shape, stride, padding):
+    """conv2d_input_grad on dy's backend: our CUDA kernel for float32 on the GPU, col2im otherwise."""
+    if _uses_kernels(dy):
         from . import cuda
-        return cuda.conv2d_forward, cuda.conv2d_input_grad, cuda.conv2d_weight_grad
+        return cuda.conv2d_input_grad(dy, w, x_shape, stride, padding)
+    return conv2d_input_grad(dy, w, x_shape, stride, padding)
+
+
+def _bound_to_input(x, w_shape, stride, padding):
+    """(forward(w) -> y, weight_grad(dy) -> dw) for the input x: our CUDA kernels for float32 on
+    the GPU; otherwise im2col + BLAS, where both share one im2col of x, built at most once."""
+    if _uses_kernels(x):
+        from . import cuda
+        return (lambda w: cuda.conv2d_forward(x, w, stride, padding),
+                lambda dy: cuda.conv2d_weight_grad(x, dy, w_shape, stride, padding))
     cache = []
 
     def columns():
         if not cache:
             cache.append(im2col(x, w_shape[2:], stride, padding))
         return cache[0]
-
-    def forward(x_, w, stride_, padding_):
-        return conv2d_forward(x_, w, stride_, padding_, columns())
-
-    def weight_grad(x_, dy, w_shape_, stride_, padding_):
-        return conv2d_weight_grad(x_, dy, w_shape_, stride_, padding_, columns())
-    return forward, conv2d_input_grad, weight_grad
+    return (lambda w: conv2d_forward(x, w, stride, padding, columns()),
+            lambda dy: conv2d_weight_grad(x, dy, w_shape, stride, padding, columns()))
 
 
 def _check(op, x, w, b, weight_layout):
@@ -136,13 +143,13 @@ def conv2d(x, w, b=None, stride=1, padding=0):
         raise ValueError("conv2d: stride must be positive")
     if any(output_size(x.shape[2 + i], w.shape[2 + i], stride[i], padding[i]) < 1 for i in range(2)):
         raise ValueError(f"conv2d: kernel {w.shape[2:]} with padding {padding} does not fit the input of spatial size {x.shape[2:]}")
-    forward, input_grad, weight_grad = _primitives(x.data, w.shape, stride, padding)
+    forward, weight_grad = _bound_to_input(x.data, w.shape, stride, padding)
 
     def backward(g):
-        dx = input_grad(g, w.data, x.shape, stride, padding) if x.requires_grad else None
-        dw = weight_grad(x.data, g, w.shape, stride, padding) if w.requires_grad else None
+        dx = _input_grad(g, w.data, x.shape, stride, padding) if x.requires_grad else None
+        dw = weight_grad(g) if w.requires_grad else None
         return dx, dw
-    return _add_bias(Tensor.from_op(forward(x.data, w.data, stride, padding), (x, w), backward, "conv2d"), b)
+    return _add_bias(Tensor.from_op(forward(w.data), (x, w), backward, "conv2d"), b)
 
 
 def conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0):
@@ -161,12 +168,12 @@ def conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0):
     if min(out_hw) < 1:
         raise ValueError(f"conv_transpose2d: padding {padding} leaves no output for input {x.shape[2:]} and kernel {w.shape[2:]}")
     out_shape = (x.shape[0], w.shape[1], *out_hw)
-    y = _primitives(x.data, w.shape, stride, padding)[1](x.data, w.data, out_shape, stride, padding)
+    y = _input_grad(x.data, w.data, out_shape, stride, padding)
 
     def backward(g):
-        # Both gradients read windows of g: on the CPU they share one im2col of it.
-        forward, _, weight_grad = _primitives(g, w.shape, stride, padding)
-        dx = forward(g, w.data, stride, padding) if x.requires_grad else None
-        dw = weight_grad(g, x.data, w.shape, stride, padding) if w.requires_grad else None
+        # Both gradients read windows of g, the input of the adjoint convolution.
+        forward, weight_grad = _bound_to_input(g, w.shape, stride, padding)
+        dx = forward(w.data) if x.requires_grad else None
+        dw = weight_grad(x.data) if w.requires_grad else None
         return dx, dw
     return _add_bias(Tensor.from_op(y, (x, w), backward, "conv_transpose2d"), b)

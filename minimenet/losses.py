@@ -36,7 +36,7 @@ def hard_negative_mask(pixel_loss, labels):
     hardest = xp.zeros_like(minority)
     rows = xp.arange(labels.shape[0])[:, None]
     hardest[rows, order] = xp.arange(labels.shape[1])[None, :] < quota[:, None]
-    return (minority | hardest) & (quota[:, None] > 0)
+    return minority | hardest
 
 
 def softmax_cross_entropy(logits, labels, hard_negative_mining=True):

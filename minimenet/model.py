@@ -32,6 +32,7 @@ figures the remaining layers cannot be placed, so we count nothing beyond what t
 from dataclasses import asdict, dataclass, replace
 
 from . import nn
+from .backend import array_module
 from .losses import metric_loss, softmax_cross_entropy
 from .norm import l2_normalize
 from .resize import resize
@@ -202,7 +203,6 @@ def metric_saliency(features, p_salient):
 
     features (B, C, H, W), p_salient (B, H, W) -> (B, H, W).
     """
-    from .backend import array_module
     xp = array_module(features)
     background = (p_salient < 0.5).astype(features.dtype)
     empty = background.sum(axis=(1, 2)) == 0
