@@ -16,6 +16,7 @@ import functools
 import numbers
 
 from ..backend import array_module
+from ..conv import output_size
 from . import sources
 from .launch import launch
 
@@ -48,10 +49,6 @@ def _float32(a):
     return xp.ascontiguousarray(a, dtype=xp.float32)
 
 
-def _output_size(size, kernel, stride, pad):
-    return (size + 2 * pad - kernel) // stride + 1
-
-
 def _blocks(count):
     return -(-count // tile())
 
@@ -65,8 +62,8 @@ def _geometry(x_shape, w_shape, stride, padding, what):
         raise ValueError(f"{what}: input has {in_channels} channels but the weight {tuple(w_shape)} expects {w_in_channels}")
     if min(stride_h, stride_w) < 1 or min(pad_h, pad_w) < 0:
         raise ValueError(f"{what}: stride must be >= 1 and padding >= 0, got stride {stride}, padding {padding}")
-    out_h = _output_size(height, kernel_h, stride_h, pad_h)
-    out_w = _output_size(width, kernel_w, stride_w, pad_w)
+    out_h = output_size(height, kernel_h, stride_h, pad_h)
+    out_w = output_size(width, kernel_w, stride_w, pad_w)
     if out_h < 1 or out_w < 1:
         raise ValueError(f"{what}: a {kernel_h}x{kernel_w} kernel does not fit a {height}x{width} input padded by {padding}")
     sizes = (batch * in_channels * height * width, batch * out_channels * out_h * out_w, out_channels * in_channels * kernel_h * kernel_w)
