@@ -15,7 +15,12 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <omp.h>
+
+// Kernels test this to use the C++ below in place of their inline PTX.
+#define CUDA_EMULATOR 1
 
 struct dim3 {
     unsigned int x, y, z;
@@ -54,6 +59,45 @@ inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }
 inline float min(float a, float b) { return std::fmin(a, b); }
 inline float max(float a, float b) { return std::fmax(a, b); }
+
+// The tensor-core operations of conv2d_tiled.cu, which on a GPU are inline PTX.
+
+// cvt.rna.tf32.f32: keep 10 of float's 23 mantissa bits, rounding to nearest with ties away
+// from zero (adding half of the dropped range to the magnitude, then truncating, does that).
+inline float tf32_round(float v) {
+    std::uint32_t bits;
+    std::memcpy(&bits, &v, sizeof bits);
+    if ((bits & 0x7f800000u) != 0x7f800000u) bits += 0x1000u;  // inf and NaN stay as they are
+    bits &= 0xffffe000u;
+    std::memcpy(&v, &bits, sizeof v);
+    return v;
+}
+
+// mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32: d += A B over one warp, each lane holding
+// its fragments in the PTX ISA's layout (written out in conv2d_tiled.cu). The lanes really do
+// exchange their fragments, through per-warp scratch: a kernel that hands the instruction the
+// wrong elements gets the wrong product here as on a GPU. Like the real instruction it must be
+// reached by every thread of the block (here a block barrier stands in for the warp's).
+inline void mma_tf32_m16n8k8(float (&d)[4], const float (&a)[4], const float (&b)[2]) {
+    static float a_fragments[32][16][8];  // [warp][row][k], one set per warp of a 1024-thread block
+    static float b_fragments[32][8][8];   // [warp][k][column]
+    const unsigned int thread = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+    const unsigned int warp = thread / 32, g = (thread % 32) / 4, t = thread % 4;
+    a_fragments[warp][g][t] = a[0];
+    a_fragments[warp][g + 8][t] = a[1];
+    a_fragments[warp][g][t + 4] = a[2];
+    a_fragments[warp][g + 8][t + 4] = a[3];
+    b_fragments[warp][t][g] = b[0];
+    b_fragments[warp][t + 4][g] = b[1];
+    __syncthreads();
+    for (int c = 0; c < 4; ++c) {
+        const unsigned int row = g + 8 * (c / 2), column = 2 * t + c % 2;
+        float sum = 0.0f;
+        for (int k = 0; k < 8; ++k) sum += a_fragments[warp][row][k] * b_fragments[warp][k][column];
+        d[c] += sum;
+    }
+    __syncthreads();  // the scratch is rewritten by the next call
+}
 
 namespace cuda_emulator {
 

@@ -132,6 +132,7 @@ CONV_CASES = [
     (2, 3, 7, 9, 4, (1, 4), (1, 2), (0, 1)),
     (1, 33, 7, 7, 18, (7, 7), (1, 1), (0, 0)),   # the global block's 7x7 -> 1x1, K = 1617
     (2, 6, 14, 14, 5, (3, 3), (1, 1), (1, 1)),   # weight grad split over K into 3 slices
+    (2, 10, 12, 10, 37, (3, 3), (1, 1), (1, 1)),  # a full and a partial 32-row tile
 ]
 CONV_IDS = ["b{}_ci{}_{}x{}_co{}_k{}_s{}_p{}".format(b, ci, h, w, co, "x".join(map(str, k)), "x".join(map(str, s)), "x".join(map(str, p)))
             for b, ci, h, w, co, k, s, p in CONV_CASES]
@@ -147,59 +148,120 @@ def conv_inputs(case, seed):
     return x, w, dy, stride, padding
 
 
+def assert_conv_close(actual, expected, kernels, magnitude):
+    """float32 kernels agree with a float64 reference to float32 accuracy. TF32 kernels round
+    both operands to 10 mantissa bits (relative error 2^-11 each), so each product may be off by
+    2^-10 of its size: the bound is 2^-10 |A||B| (``magnitude``, the same computation on absolute
+    values) plus float32 summation error."""
+    if kernels != "tf32":
+        assert_close(actual, expected)
+        return
+    k_terms = 2**12  # more than any case's K: the float32 summation error bound K 2^-24, generously
+    bound = (2.0**-10 + k_terms * 2.0**-24) * np.asarray(magnitude, dtype=np.float64) + 1e-6
+    excess = np.abs(actual - np.asarray(expected, dtype=np.float64)) - bound
+    assert excess.max() <= 0, f"TF32 result off by more than its rounding bound, by up to {excess.max():.3g}"
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kernels", cuda_conv.VARIANTS)
 @pytest.mark.parametrize("case", CONV_CASES, ids=CONV_IDS)
-def test_conv2d_forward(case, backend):
+def test_conv2d_forward(case, kernels, backend):
     x, w, _, stride, padding = conv_inputs(case, seed=1)
-    y = run(backend, cuda.conv2d_forward, x, w, stride, padding)
+    y = run(backend, cuda.conv2d_forward, x, w, stride, padding, kernels=kernels)
     assert y.dtype == np.float32
-    assert_close(y, loop_forward(x, w, stride, padding))
-    assert_close(y, numpy_conv.conv2d_forward(x.astype(np.float64), w.astype(np.float64), stride, padding))
+    magnitude = loop_forward(np.abs(x), np.abs(w), stride, padding)
+    assert_conv_close(y, loop_forward(x, w, stride, padding), kernels, magnitude)
+    assert_conv_close(y, numpy_conv.conv2d_forward(x.astype(np.float64), w.astype(np.float64), stride, padding), kernels, magnitude)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kernels", cuda_conv.VARIANTS)
 @pytest.mark.parametrize("case", CONV_CASES, ids=CONV_IDS)
-def test_conv2d_input_grad(case, backend):
+def test_conv2d_input_grad(case, kernels, backend):
     x, w, dy, stride, padding = conv_inputs(case, seed=2)
-    dx = run(backend, cuda.conv2d_input_grad, dy, w, x.shape, stride, padding)
+    dx = run(backend, cuda.conv2d_input_grad, dy, w, x.shape, stride, padding, kernels=kernels)
     assert dx.shape == x.shape
-    assert_close(dx, loop_input_grad(dy, w, x.shape, stride, padding))
-    assert_close(dx, numpy_conv.conv2d_input_grad(dy.astype(np.float64), w.astype(np.float64), x.shape, stride, padding))
+    magnitude = loop_input_grad(np.abs(dy), np.abs(w), x.shape, stride, padding)
+    assert_conv_close(dx, loop_input_grad(dy, w, x.shape, stride, padding), kernels, magnitude)
+    assert_conv_close(dx, numpy_conv.conv2d_input_grad(dy.astype(np.float64), w.astype(np.float64), x.shape, stride, padding), kernels, magnitude)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kernels", cuda_conv.VARIANTS)
 @pytest.mark.parametrize("case", CONV_CASES, ids=CONV_IDS)
-def test_conv2d_weight_grad(case, backend):
+def test_conv2d_weight_grad(case, kernels, backend):
     x, w, dy, stride, padding = conv_inputs(case, seed=3)
-    dw = run(backend, cuda.conv2d_weight_grad, x, dy, w.shape, stride, padding)
+    dw = run(backend, cuda.conv2d_weight_grad, x, dy, w.shape, stride, padding, kernels=kernels)
     assert dw.shape == w.shape
-    assert_close(dw, loop_weight_grad(x, dy, w.shape, stride, padding))
-    assert_close(dw, numpy_conv.conv2d_weight_grad(x.astype(np.float64), dy.astype(np.float64), w.shape, stride, padding))
-
-
-def test_cases_cover_split_k_and_partial_tiles():
-    """The case list really exercises what it claims: several K slices, and partial tiles."""
-    slices = [cuda_conv.weight_grad_slices(conv_inputs(c, 0)[1].shape, conv_inputs(c, 0)[2].shape) for c in CONV_CASES]
-    assert max(slices) > 1 and min(slices) == 1
-    tile = cuda_conv.tile()
-    assert any(c[4] % tile and c[4] > tile for c in CONV_CASES)  # out channels: a full and a partial tile
+    magnitude = loop_weight_grad(np.abs(x), np.abs(dy), w.shape, stride, padding)
+    assert_conv_close(dw, loop_weight_grad(x, dy, w.shape, stride, padding), kernels, magnitude)
+    assert_conv_close(dw, numpy_conv.conv2d_weight_grad(x.astype(np.float64), dy.astype(np.float64), w.shape, stride, padding), kernels, magnitude)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_conv2d_adjoint_identities(backend):
+def test_tf32_kernels_are_exact_where_tf32_is(backend):
+    """Small integers are exact in TF32 and their sums exact in float32, so on them the tensor-core
+    kernels must give the exact result: any element of a fragment taken from the wrong place in
+    the tile would show. On ordinary floats they must round (else TF32 is not what ran)."""
+    case = (2, 19, 9, 11, 37, (3, 3), (2, 1), (1, 1))  # partial tiles in M, N and K
+    x, w, dy, stride, padding = conv_inputs(case, seed=13)
+    integers = [np.round(4 * a).astype(np.float32) for a in (x, w, dy)]
+    exact = {"forward": loop_forward(integers[0], integers[1], stride, padding),
+             "input_grad": loop_input_grad(integers[2], integers[1], x.shape, stride, padding),
+             "weight_grad": loop_weight_grad(integers[0], integers[2], w.shape, stride, padding)}
+
+    def all_three(x, w, dy):
+        return {"forward": run(backend, cuda.conv2d_forward, x, w, stride, padding, kernels="tf32"),
+                "input_grad": run(backend, cuda.conv2d_input_grad, dy, w, x.shape, stride, padding, kernels="tf32"),
+                "weight_grad": run(backend, cuda.conv2d_weight_grad, x, dy, w.shape, stride, padding, kernels="tf32")}
+
+    for name, result in all_three(*integers).items():
+        np.testing.assert_array_equal(result, exact[name], err_msg=name)
+    float32_result = run(backend, cuda.conv2d_forward, x, w, stride, padding, kernels="tiled")
+    tf32_result = all_three(x, w, dy)["forward"]
+    assert np.abs(tf32_result - loop_forward(x, w, stride, padding)).max() > 10 * np.abs(float32_result - loop_forward(x, w, stride, padding)).max()
+
+
+def test_unknown_kernel_variant_is_named(monkeypatch):
+    x, w = np.zeros((1, 1, 3, 3), np.float32), np.zeros((1, 1, 1, 1), np.float32)
+    with pytest.raises(ValueError, match="unknown convolution kernels 'fast'.*simple, tiled, tf32"):
+        cuda.conv2d_forward(x, w, 1, 0, kernels="fast")
+    monkeypatch.setenv("MINIMENET_CONV_KERNELS", "tf16")
+    with pytest.raises(ValueError, match=r"unknown convolution kernels 'tf16' \(from the argument or \$MINIMENET_CONV_KERNELS"):
+        cuda.conv2d_forward(x, w, 1, 0)
+    monkeypatch.setenv("MINIMENET_CONV_KERNELS", "simple")
+    assert cuda_conv.variant().file_name == "conv2d.cu"
+    monkeypatch.delenv("MINIMENET_CONV_KERNELS")
+    assert cuda_conv.variant().name == cuda_conv.DEFAULT_VARIANT
+
+
+@pytest.mark.parametrize("kernels", cuda_conv.VARIANTS)
+def test_cases_cover_split_k_and_partial_tiles(kernels):
+    """The case list really exercises what it claims for every variant: several K slices, and
+    output channels filling one tile and part of the next."""
+    geometry = cuda_conv.variant(kernels)
+    slices = [cuda_conv.weight_grad_slices(conv_inputs(c, 0)[1].shape, conv_inputs(c, 0)[2].shape, kernels) for c in CONV_CASES]
+    assert max(slices) > 1 and min(slices) == 1
+    assert any(c[4] % geometry.tile_m and c[4] > geometry.tile_m for c in CONV_CASES)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kernels", ["simple", "tiled"])  # TF32 rounding is checked elementwise above
+def test_conv2d_adjoint_identities(kernels, backend):
     """<conv(x), dy> = <x, input_grad(dy)> = <w, weight_grad(x, dy)>: the three kernels are one
     bilinear map read three ways."""
     x, w, dy, stride, padding = conv_inputs((2, 5, 10, 9, 6, (3, 5), (2, 1), (1, 0)), seed=4)
-    y = run(backend, cuda.conv2d_forward, x, w, stride, padding)
-    dx = run(backend, cuda.conv2d_input_grad, dy, w, x.shape, stride, padding)
-    dw = run(backend, cuda.conv2d_weight_grad, x, dy, w.shape, stride, padding)
+    y = run(backend, cuda.conv2d_forward, x, w, stride, padding, kernels=kernels)
+    dx = run(backend, cuda.conv2d_input_grad, dy, w, x.shape, stride, padding, kernels=kernels)
+    dw = run(backend, cuda.conv2d_weight_grad, x, dy, w.shape, stride, padding, kernels=kernels)
     reference = np.vdot(y.astype(np.float64), dy)
     assert np.vdot(x.astype(np.float64), dx) == pytest.approx(reference, rel=1e-4)
     assert np.vdot(w.astype(np.float64), dw) == pytest.approx(reference, rel=1e-4)
 
 
 @needs_compiler
-def test_input_grad_for_a_larger_input():
+@pytest.mark.parametrize("kernels", ["simple", "tiled"])
+def test_input_grad_for_a_larger_input(kernels):
     """x_shape one row and column beyond the smallest input that gives dy's size (ConvTranspose2d's
     output_padding). Without padding no window reaches the extra row and column, so their
     gradient is 0; with padding 1 windows do reach them and they get their proper values."""
@@ -207,13 +269,13 @@ def test_input_grad_for_a_larger_input():
     w = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
     x_shape = (2, 2, 8, 8)
     dy = rng.standard_normal((2, 3, 3, 3)).astype(np.float32)  # 7x7 already gives 3x3 at stride 2
-    dx = cuda.conv2d_input_grad(dy, w, x_shape, (2, 2), (0, 0))
+    dx = cuda.conv2d_input_grad(dy, w, x_shape, (2, 2), (0, 0), kernels=kernels)
     assert_close(dx, loop_input_grad(dy, w, x_shape, (2, 2), (0, 0)))
     np.testing.assert_array_equal(dx[:, :, 7, :], 0)
     np.testing.assert_array_equal(dx[:, :, :, 7], 0)
 
     dy = rng.standard_normal((2, 3, 4, 4)).astype(np.float32)  # 7x7 already gives 4x4 with padding 1
-    dx = cuda.conv2d_input_grad(dy, w, x_shape, (2, 2), (1, 1))
+    dx = cuda.conv2d_input_grad(dy, w, x_shape, (2, 2), (1, 1), kernels=kernels)
     expected = loop_input_grad(dy, w, x_shape, (2, 2), (1, 1))
     assert np.abs(expected[:, :, 7, :]).min() > 0
     assert_close(dx, expected)
@@ -229,8 +291,9 @@ TRANSPOSE_CASES = [
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kernels", cuda_conv.VARIANTS)
 @pytest.mark.parametrize("case", TRANSPOSE_CASES)
-def test_conv_transpose_role_swap(case, backend):
+def test_conv_transpose_role_swap(case, kernels, backend):
     """ConvTranspose2d = (input grad, forward, weight grad) of a convolution with weight
     (Cin, Cout, kh, kw) read as (co=Cin, ci=Cout); its gradients satisfy the adjoint identities."""
     batch, cin, height, width, cout, kernel, stride, padding, output_padding = case
@@ -239,13 +302,17 @@ def test_conv_transpose_role_swap(case, backend):
     w = rng.standard_normal((cin, cout, *kernel)).astype(np.float32)
     expected = loop_conv_transpose(x, w, stride, padding, output_padding)
 
-    y = run(backend, cuda.conv2d_input_grad, x, w, expected.shape, stride, padding)
-    assert_close(y, expected)
+    y = run(backend, cuda.conv2d_input_grad, x, w, expected.shape, stride, padding, kernels=kernels)
+    assert_conv_close(y, expected, kernels, loop_conv_transpose(np.abs(x), np.abs(w), stride, padding, output_padding))
 
     dy = rng.standard_normal(expected.shape).astype(np.float32)
-    dx = run(backend, cuda.conv2d_forward, dy, w, stride, padding)
-    dw = run(backend, cuda.conv2d_weight_grad, dy, x, w.shape, stride, padding)
+    dx = run(backend, cuda.conv2d_forward, dy, w, stride, padding, kernels=kernels)
+    dw = run(backend, cuda.conv2d_weight_grad, dy, x, w.shape, stride, padding, kernels=kernels)
     assert dx.shape == x.shape and dw.shape == w.shape
+    if kernels == "tf32":  # rounding breaks the identities' 1e-4 agreement: check each bound instead
+        assert_conv_close(dx, loop_forward(dy, w, stride, padding), kernels, loop_forward(np.abs(dy), np.abs(w), stride, padding))
+        assert_conv_close(dw, loop_weight_grad(dy, x, w.shape, stride, padding), kernels, loop_weight_grad(np.abs(dy), np.abs(x), w.shape, stride, padding))
+        return
     reference = np.vdot(expected, dy)
     assert np.vdot(x.astype(np.float64), dx) == pytest.approx(reference, rel=1e-4)
     # The transposed convolution is linear in w too: <T(x; w), dy> = <w, dW>.
@@ -357,6 +424,9 @@ def test_metric_loss_label_shape_error():
 def test_signatures_are_read_from_the_sources():
     conv = sources.kernel_signatures("conv2d.cu")
     assert list(conv) == ["conv2d_forward", "conv2d_input_grad", "conv2d_weight_grad"]
+    tiled = sources.kernel_signatures("conv2d_tiled.cu")
+    assert sorted(tiled) == sorted(f"conv2d_{op}_{v}" for op in ("forward", "input_grad", "weight_grad") for v in ("tiled", "tf32"))
+    assert all(tiled[name].parameters == conv[name.rsplit("_", 1)[0]].parameters for name in tiled)
     forward = conv["conv2d_forward"].parameters
     assert [(p.c_type, p.dtype) for p in forward[:4]] == [
         ("const float*", "float32"), ("const float*", "float32"), ("float*", "float32"), ("int", "int32")]
