@@ -3,8 +3,10 @@
     python3 benchmarks/bench_kernels.py RESULTS_DIR [--batch 5] [--require-gpu]
 
 For every distinct convolution of MEnet's paper preset (224x224x3 input, widths
-c_i = min(32 2^i, 512)) at batch 5, it times the three kernels of kernels/conv2d.cu through
-minimenet.cuda (forward, input grad, weight grad) with CUDA events after a warm-up, and, when
+c_i = min(32 2^i, 512)) at batch 5, it times the three kernels (forward, input grad, weight
+grad) in each variant (simple: kernels/conv2d.cu; tiled and tf32: kernels/conv2d_tiled.cu)
+through minimenet.cuda with CUDA events after a warm-up, first checking each variant's result
+against a float64 reference on that very layer (a few outputs), and, when
 PyTorch with CUDA imports, the same three computations in PyTorch (cuDNN with its defaults,
 which allow TF32 tensor cores on Ampere and later). A transposed convolution is timed as the
 convolution it runs on (its forward is that convolution's input grad; see minimenet/cuda/conv.py).
@@ -30,9 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy  # noqa: E402
 
 from minimenet import cuda  # noqa: E402
+from minimenet.cuda import conv as cuda_conv  # noqa: E402
 from minimenet.backend import _probe_cupy  # noqa: E402
 
 KERNELS = ("forward", "input_grad", "weight_grad")
+VARIANTS = cuda_conv.VARIANTS
 MIN_TIMED_SECONDS = 0.05  # each measurement repeats a call until about this much GPU time
 
 
@@ -104,16 +108,59 @@ def time_gpu(function, synchronize, event_type, elapsed_ms):
     return elapsed_ms(start, end) / repeats
 
 
-def minimenet_calls(cupy, batch, x_shape, w_shape, stride, padding):
+def layer_arrays(cupy, batch, x_shape, w_shape, stride, padding):
     x = cupy.random.standard_normal((batch, *x_shape), dtype=cupy.float32)
     w = cupy.random.standard_normal(w_shape, dtype=cupy.float32)
     dy = cupy.random.standard_normal((batch, w_shape[0], *output_hw(x_shape, w_shape, stride, padding)), dtype=cupy.float32)
+    return x, w, dy
+
+
+def minimenet_calls(arrays, stride, padding, kernels):
+    x, w, dy = arrays
     pair_stride, pair_padding = (stride, stride), (padding, padding)
     return {
-        "forward": lambda: cuda.conv2d_forward(x, w, pair_stride, pair_padding),
-        "input_grad": lambda: cuda.conv2d_input_grad(dy, w, x.shape, pair_stride, pair_padding),
-        "weight_grad": lambda: cuda.conv2d_weight_grad(x, dy, w.shape, pair_stride, pair_padding),
+        "forward": lambda: cuda.conv2d_forward(x, w, pair_stride, pair_padding, kernels=kernels),
+        "input_grad": lambda: cuda.conv2d_input_grad(dy, w, x.shape, pair_stride, pair_padding, kernels=kernels),
+        "weight_grad": lambda: cuda.conv2d_weight_grad(x, dy, w.shape, pair_stride, pair_padding, kernels=kernels),
     }
+
+
+def host_reference_arrays(arrays, padding):
+    """x, w, dy on the host in float64, and x zero-padded, for ``spot_check_error``."""
+    x, w, dy = (a.get().astype(numpy.float64) for a in arrays)
+    return x, w, dy, numpy.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+
+
+def spot_check_error(result, host_arrays, kernel, stride, padding, samples=64):
+    """Largest error, relative to the reference's scale, of ``samples`` random elements of a GPU
+    result against float64 sums on the host: a check that what is timed is right."""
+    x, w, dy, padded = host_arrays
+    result = result.get()
+    rng = numpy.random.default_rng(0)
+    kh, kw = w.shape[2:]
+    out_h, out_w = dy.shape[2:]
+    errors, scales = [], []
+    for index in zip(*(rng.integers(0, size, samples) for size in result.shape)):
+        if kernel == "forward":
+            n, co, oh, ow = index
+            terms = w[co] * padded[n, :, oh * stride:oh * stride + kh, ow * stride:ow * stride + kw]
+        elif kernel == "weight_grad":
+            co, ci, r, s = index
+            window = padded[:, ci, r:r + stride * (out_h - 1) + 1:stride, s:s + stride * (out_w - 1) + 1:stride]
+            terms = dy[:, co] * window
+        else:  # input_grad: tap (r, s) joined x pixel (ih, iw) to output pixel ((ih + p - r) / s, ...)
+            n, ci, ih, iw = index
+            terms = [numpy.zeros(1)]
+            for r in range(kh):
+                for s in range(kw):
+                    th, tw = ih + padding - r, iw + padding - s
+                    if th >= 0 and tw >= 0 and th % stride == 0 and tw % stride == 0 \
+                            and th // stride < out_h and tw // stride < out_w:
+                        terms.append(dy[n, :, th // stride, tw // stride] * w[:, ci, r, s])
+            terms = numpy.concatenate(terms)
+        errors.append(abs(result[index] - terms.sum()))
+        scales.append(numpy.abs(terms).sum())
+    return max(errors) / max(max(scales), 1e-30)
 
 
 def torch_calls(torch, batch, x_shape, w_shape, stride, padding):
@@ -181,38 +228,49 @@ def main():
               f"(cudnn.benchmark={torch.backends.cudnn.benchmark}, cudnn.allow_tf32={torch.backends.cudnn.allow_tf32})")
 
     rows = []
-    header = f"{'layer':<22}{'n':>3} {'x (C,H,W)':<16}{'w':<20}{'s':>2}{'p':>2} {'kernel':<12}{'GFLOP':>8}{'ms':>9}{'TFLOP/s':>9}"
-    header += f"{'cuDNN ms':>10}{'cuDNN TF/s':>11}{'speed vs cuDNN':>16}" if torch else ""
+    header = (f"{'layer':<22}{'n':>3} {'x (C,H,W)':<16}{'w':<20}{'s':>2}{'p':>2} {'kernel':<12}{'GFLOP':>8}"
+              + "".join(f"{v + ' ms':>10}{'TF/s':>7}{'err':>8}" for v in VARIANTS))
+    header += f"{'cuDNN ms':>10}{'TF/s':>7}{'best/cuDNN':>11}" if torch else ""
     print(header)
+    synchronize = cupy.cuda.Device().synchronize
     for name, count, x_shape, w_shape, stride, padding in distinct(paper_layers()):
         ho, wo = output_hw(x_shape, w_shape, stride, padding)
         flop = 2 * arguments.batch * w_shape[0] * ho * wo * w_shape[1] * w_shape[2] * w_shape[3]
-        ours = minimenet_calls(cupy, arguments.batch, x_shape, w_shape, stride, padding)
+        arrays = layer_arrays(cupy, arguments.batch, x_shape, w_shape, stride, padding)
+        host_arrays = host_reference_arrays(arrays, padding)
+        ours = {v: minimenet_calls(arrays, stride, padding, v) for v in VARIANTS}
         theirs = torch_calls(torch, arguments.batch, x_shape, w_shape, stride, padding) if torch else None
         for kernel in KERNELS:
-            ms = time_gpu(ours[kernel], cupy.cuda.Device().synchronize, cupy.cuda.Event, cupy.cuda.get_elapsed_time)
             row = dict(layer=name, count=count, x_shape=list(x_shape), w_shape=list(w_shape), stride=stride,
-                       padding=padding, kernel=kernel, gflop=flop / 1e9, ms=ms, tflops=flop / ms / 1e9)
+                       padding=padding, kernel=kernel, gflop=flop / 1e9)
             line = (f"{name:<22}{count:>3} {str(x_shape):<16}{str(w_shape):<20}{stride:>2}{padding:>2} "
-                    f"{kernel:<12}{flop / 1e9:>8.3f}{ms:>9.3f}{row['tflops']:>9.2f}")
+                    f"{kernel:<12}{flop / 1e9:>8.3f}")
+            for v in VARIANTS:
+                error = spot_check_error(ours[v][kernel](), host_arrays, kernel, stride, padding)
+                ms = time_gpu(ours[v][kernel], synchronize, cupy.cuda.Event, cupy.cuda.get_elapsed_time)
+                row.update({f"{v}_ms": ms, f"{v}_tflops": flop / ms / 1e9, f"{v}_error": error})
+                line += f"{ms:>10.3f}{flop / ms / 1e9:>7.2f}{error:>8.0e}"
             if theirs:
                 torch_ms = time_gpu(theirs[kernel], torch.cuda.synchronize,
                                     lambda: torch.cuda.Event(enable_timing=True), lambda a, b: a.elapsed_time(b))
-                row.update(cudnn_ms=torch_ms, cudnn_tflops=flop / torch_ms / 1e9, speed_vs_cudnn=torch_ms / ms)
-                line += f"{torch_ms:>10.3f}{row['cudnn_tflops']:>11.2f}{row['speed_vs_cudnn']:>15.2f}x"
+                best = min(row[f"{v}_ms"] for v in VARIANTS)
+                row.update(cudnn_ms=torch_ms, cudnn_tflops=flop / torch_ms / 1e9, best_vs_cudnn=best / torch_ms)
+                line += f"{torch_ms:>10.3f}{row['cudnn_tflops']:>7.2f}{row['best_vs_cudnn']:>10.2f}x"
             rows.append(row)
             print(line, flush=True)
 
-    print("\nwhole network, each distinct layer times its count:")
+    print("\nwhole network, each distinct layer times its count (ms, and TFLOP/s):")
     for kernel in KERNELS:
         selected = [r for r in rows if r["kernel"] == kernel]
-        total_ms = sum(r["ms"] * r["count"] for r in selected)
         total_flop = sum(r["gflop"] * r["count"] for r in selected) * 1e9
-        summary = f"  {kernel:<12} {total_ms:8.2f} ms  {total_flop / total_ms / 1e9:6.2f} TFLOP/s"
-        if torch:
-            torch_total = sum(r["cudnn_ms"] * r["count"] for r in selected)
-            summary += f"   cuDNN {torch_total:8.2f} ms  speed vs cuDNN {torch_total / total_ms:.2f}x"
+        summary = f"  {kernel:<12}"
+        for v in (*VARIANTS, "cudnn") if torch else VARIANTS:
+            total_ms = sum(r[f"{v}_ms"] * r["count"] for r in selected)
+            summary += f"  {v} {total_ms:8.2f} ms {total_flop / total_ms / 1e9:6.2f}"
         print(summary)
+    worst = max(r[f"{v}_error"] for r in rows for v in VARIANTS)
+    print(f"largest spot-check error (relative to the sum of |terms|): {worst:.1e}"
+          + ("  <- TOO LARGE: a kernel is wrong" if worst > 1e-2 else ""))
 
     results = Path(arguments.results_dir)
     results.mkdir(parents=True, exist_ok=True)
@@ -225,7 +283,7 @@ def main():
         for row in rows:
             writer.writerow({k: (" ".join(map(str, v)) if isinstance(v, list) else v) for k, v in row.items()})
     print(f"wrote {results / 'bench_kernels.json'} and {results / 'bench_kernels.csv'}")
-    return 0
+    return 1 if worst > 1e-2 else 0
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ def parse_args(argv=None):
     p.add_argument("--batch-paper", type=int, default=DEFAULT_BATCH["paper"])
     p.add_argument("--infer-repeats", type=int, default=3, help="timed inference batches (default 3)")
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    p.add_argument("--conv-kernels", choices=["simple", "tiled", "tf32"],
+                   help="on the GPU, which convolution kernels (default $MINIMENET_CONV_KERNELS or tiled)")
     p.add_argument("--threads", type=int, help="BLAS and torch threads (default: what NumPy's BLAS uses)")
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch even if it imports")
@@ -45,6 +47,8 @@ ARGS = parse_args() if __name__ == "__main__" else None
 if ARGS is not None:
     # The backend is chosen when minimenet is imported, so the device must be set first.
     os.environ["MINIMENET_DEVICE"] = ARGS.device
+    if ARGS.conv_kernels:
+        os.environ["MINIMENET_CONV_KERNELS"] = ARGS.conv_kernels
 sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, HERE)
 
@@ -52,6 +56,7 @@ import numpy  # noqa: E402
 
 import minimenet  # noqa: E402
 from minimenet import backend  # noqa: E402
+from minimenet.cuda.conv import variant as conv_variant  # noqa: E402
 
 
 from blas_threads import blas_threads, limit_blas  # noqa: E402
@@ -195,7 +200,8 @@ def main(args):
     tsync = (lambda: torch.cuda.synchronize()) if torch is not None and dev == "cuda" else (lambda: None)
 
     header = (f"# bench_train: minimenet {minimenet.__version__} on {backend.device}"
-              + (f" ({backend.xp.cuda.runtime.getDeviceProperties(0)['name'].decode()})" if backend.device == "gpu" else "")
+              + (f" ({backend.xp.cuda.runtime.getDeviceProperties(0)['name'].decode()}, "
+                 f"{conv_variant().name} convolution kernels)" if backend.device == "gpu" else "")
               + f"; {platform.machine()} {os.cpu_count()} CPUs; numpy {numpy.__version__}, BLAS {blas} with {threads} threads; "
               + (f"torch {torch.__version__} on {dev} with {torch.get_num_threads()} threads" if torch else "torch not timed")
               + f"; float32, SGD lr {args.lr} momentum 0.9; load average {os.getloadavg()[0]:.1f} at start")

@@ -29,6 +29,22 @@ def interpolation_matrix(n_out, n_in, dtype=numpy.float64):
     return matrix.astype(dtype)
 
 
+_device_matrices = {}
+
+
+def _matrix_on(xp, n_out, n_in, dtype):
+    """``interpolation_matrix`` as an array of ``xp``. On the GPU each one is built and copied to
+    the device once and kept: otherwise every MEnet forward would build 26 of them on the host
+    (13 scale maps, two matrices each) and send each through a pinned staging buffer, for only a
+    few distinct sizes."""
+    if xp is numpy:
+        return interpolation_matrix(n_out, n_in, dtype)
+    key = (n_out, n_in, numpy.dtype(dtype).str, xp.cuda.Device().id)
+    if key not in _device_matrices:
+        _device_matrices[key] = xp.asarray(interpolation_matrix(n_out, n_in, dtype))
+    return _device_matrices[key]
+
+
 def resize(x, size):
     """Bilinear resize of x (N, C, H, W) to size = (H_out, W_out)."""
     if x.ndim != 4:
@@ -37,8 +53,8 @@ def resize(x, size):
         raise ValueError(f"resize: size must be a pair of positive ints (height, width), got {size!r}")
     h_out, w_out = size
     xp = x.xp
-    a_h = xp.asarray(interpolation_matrix(h_out, x.shape[2], x.dtype))
-    a_w = xp.asarray(interpolation_matrix(w_out, x.shape[3], x.dtype))
+    a_h = _matrix_on(xp, h_out, x.shape[2], x.dtype)
+    a_w = _matrix_on(xp, w_out, x.shape[3], x.dtype)
 
     def backward(g):
         return (a_h.T @ g @ a_w,)

@@ -25,7 +25,7 @@ needs_compiler = pytest.mark.skipif(
 # The emulator always runs; the GPU joins when minimenet selected one (as in conftest.py). On a
 # CPU-only machine the GPU cases are not generated at all rather than skipped, so CI can insist
 # on zero skips.
-BACKENDS = [pytest.param("emulator", marks=needs_compiler)] + (["gpu"] if selected_device == "gpu" else [])
+BACKENDS = [pytest.param("emulator", marks=[needs_compiler, pytest.mark.emulator])] + (["gpu"] if selected_device == "gpu" else [])
 
 
 def run(backend, function, *arguments, **keywords):
