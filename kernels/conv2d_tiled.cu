@@ -22,12 +22,15 @@
 //   * The weight gradient, whose K is the batch's pixels, decodes each slab's 16 pixels once per
 //     thread and splits K over gridDim.z slices as conv2d.cu does.
 //
+//   * The input gradient runs one sub-pixel phase per block (see its comment), so that a strided
+//     convolution's input gradient skips the taps that multiply only zeros.
+//
 // Not done yet (each would sit beside these, tested the same way): double-buffered shared
-// memory with register prefetch, vectorised loads, the sub-pixel split of strided input
-// gradients (3 of 4 taps of a stride-2 input gradient multiply zeros), and a staged epilogue.
+// memory with register prefetch, vectorised loads, and a staged epilogue.
 //
 // Launch (minimenet/cuda/conv.py): block (CONV_THREADS, 1, 1); grid.x over N in TILE_N,
-// grid.y over M in TILE_M; the weight gradient's grid.z is its number of K slices.
+// grid.y over M in TILE_M; grid.z is the input gradient's sh sw phases and the weight
+// gradient's number of K slices.
 
 constexpr int TILE_M = 32;
 constexpr int TILE_N = 128;
@@ -214,6 +217,12 @@ __device__ void conv2d_forward_body(
 // dx = W^T DY with K ordered (r, s, co): for each tap, input pixel (ih, iw) takes dy at
 // oh = (ih + ph - r) / sh, ow = (iw + pw - s) / sw when both divide exactly and land inside the
 // output (see conv2d.cu), so B[co, p] = dy[n, co, oh, ow] or 0; A[ci, co] = w[co, ci, r, s].
+//
+// Sub-pixel phases: whether tap r divides exactly depends only on ih mod sh. So blockIdx.z picks
+// a phase (ih mod sh, iw mod sw) and the block's columns are only that phase's pixels
+// (ih = phase_h + sh i, iw = phase_w + sw j). A tap that misses the phase misses every pixel of
+// the block and is skipped by all its threads alike: a stride-2 input gradient (and so every
+// stride-2 transposed convolution's forward) does a quarter of the simple kernel's products.
 // Same load pattern as the forward.
 template <class Math>
 __device__ void conv2d_input_grad_body(
@@ -226,9 +235,14 @@ __device__ void conv2d_input_grad_body(
     __shared__ SlabTiles tiles;
     Math math;
 
+    const int phase_h = static_cast<int>(blockIdx.z) / stride_w;
+    const int phase_w = static_cast<int>(blockIdx.z) % stride_w;
+    const int phase_height = (in_height - phase_h + stride_h - 1) / stride_h;
+    const int phase_width = (in_width - phase_w + stride_w - 1) / stride_w;
+    const int phase_pixels = phase_height * phase_width;
     const int in_pixels = in_height * in_width;
     const int out_pixels = out_height * out_width;
-    const int gemm_n = batch * in_pixels;
+    const int gemm_n = batch * phase_pixels;
     const int m0 = blockIdx.y * TILE_M;
     const int n0 = blockIdx.x * TILE_N;
 
@@ -236,19 +250,21 @@ __device__ void conv2d_input_grad_body(
     const int b_row = threadIdx.x / TILE_N;
     const int p = n0 + b_col;
     const bool p_in_range = p < gemm_n;
-    const int n = p_in_range ? p / in_pixels : 0;
-    const int ih = (p % in_pixels) / in_width;
-    const int iw = p % in_width;
+    const int n = p_in_range ? p / phase_pixels : 0;
+    const int ih = p_in_range ? phase_h + stride_h * ((p % phase_pixels) / phase_width) : 0;
+    const int iw = p_in_range ? phase_w + stride_w * (p % phase_width) : 0;
     const float* dy_image = dy + static_cast<long long>(n) * out_channels * out_pixels;
 
     const int a_col = threadIdx.x % TILE_K;
     const int a_row = threadIdx.x / TILE_K;
 
     for (int r = 0; r < kernel_height; ++r) {
+        if ((phase_h + pad_h - r) % stride_h != 0) continue;  // the same for every thread
         for (int s = 0; s < kernel_width; ++s) {
+            if ((phase_w + pad_w - s) % stride_w != 0) continue;
+            // Both divide exactly now; th >= 0 still matters, as -2 / 2 == -1 in C.
             const int th = ih + pad_h - r, tw = iw + pad_w - s;
-            // th >= 0 first: in C, -2 % 2 == 0 and -2 / 2 == -1 (see conv2d.cu).
-            const bool hit = p_in_range && th >= 0 && tw >= 0 && th % stride_h == 0 && tw % stride_w == 0
+            const bool hit = p_in_range && th >= 0 && tw >= 0
                              && th / stride_h < out_height && tw / stride_w < out_width;
             const int pixel_offset = hit ? (th / stride_h) * out_width + tw / stride_w : 0;
             for (int c0 = 0; c0 < out_channels; c0 += TILE_K) {
@@ -272,11 +288,14 @@ __device__ void conv2d_input_grad_body(
         }
     }
 
+    // Pixels no tap reaches (a phase with no taps, or beyond the last window) get 0.
     for (int e = 0; e < ACCUMULATORS; ++e) {
         const int ci = m0 + math.row(e), q = n0 + math.col(e);
         if (ci < in_channels && q < gemm_n) {
-            const int image = q / in_pixels;
-            dx[(image * in_channels + ci) * in_pixels + q % in_pixels] = math.accumulator(e);
+            const int image = q / phase_pixels;
+            const int row = phase_h + stride_h * ((q % phase_pixels) / phase_width);
+            const int col = phase_w + stride_w * (q % phase_width);
+            dx[(image * in_channels + ci) * in_pixels + row * in_width + col] = math.accumulator(e);
         }
     }
 }

@@ -136,7 +136,12 @@ def conv2d_input_grad(dy, w, x_shape, stride, padding, kernels=None):
     if tuple(dy.shape) != expected_dy:
         raise ValueError(f"conv2d_input_grad: dy has shape {tuple(dy.shape)}, but an input of shape {tuple(x_shape)} gives outputs of shape {expected_dy}")
     dx = array_module(dy).empty((batch, in_channels, height, width), dtype=dy.dtype)
-    grid = (_ceil_div(batch * height * width, kernels.tile_n), _ceil_div(in_channels, kernels.tile_m), 1)
+    stride_h, stride_w = geometry[7:9]
+    if kernels.name == "simple":
+        grid = (_ceil_div(batch * height * width, kernels.tile_n), _ceil_div(in_channels, kernels.tile_m), 1)
+    else:  # one grid.z layer per sub-pixel phase; phase (0, 0) has the most pixels
+        phase_pixels = _ceil_div(height, stride_h) * _ceil_div(width, stride_w)
+        grid = (_ceil_div(batch * phase_pixels, kernels.tile_n), _ceil_div(in_channels, kernels.tile_m), stride_h * stride_w)
     launch(kernels.file_name, kernels.kernel("input_grad"), grid, kernels.block, (dy, w, dx, *geometry))
     return dx
 
