@@ -21,7 +21,6 @@
 //     channel count is far from a multiple of TILE_K (the 3-channel input layer).
 //   * The weight gradient, whose K is the batch's pixels, decodes each slab's 16 pixels once per
 //     thread and splits K over gridDim.z slices as conv2d.cu does.
-//
 //   * The input gradient runs one sub-pixel phase per block (see its comment), so that a strided
 //     convolution's input gradient skips the taps that multiply only zeros.
 //
@@ -44,7 +43,7 @@ constexpr int ACCUMULATORS = TILE_M * TILE_N / CONV_THREADS;  // C elements per 
 constexpr int A_STRIDE = TILE_M + 8;
 constexpr int B_STRIDE = TILE_N + 8;
 
-// The tile a block works on: a_tile[k][m] = A[m, slab + k], b_tile[k][n] = B[slab + k, n].
+// The slab a block works on: a[k][m] = A[m0 + m, slab + k], b[k][n] = B[slab + k, n0 + n].
 struct SlabTiles {
     float a[TILE_K][A_STRIDE];
     float b[TILE_K][B_STRIDE];
