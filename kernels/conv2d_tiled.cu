@@ -93,14 +93,22 @@ struct FmaMath {
 #ifdef CUDA_EMULATOR
 // The emulator (cuda_emulator.h) defines tf32_round and mma_tf32_m16n8k8 in plain C++.
 #else
+// Both instructions need sm_80. The file still builds for older GPUs so that the float32 kernels
+// run there; the tf32 ones would trap, and conv.py refuses them before launching.
 __device__ __forceinline__ float tf32_round(float v) {  // to nearest, ties away from zero
+#if __CUDA_ARCH__ >= 800
     unsigned int bits;
     asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(bits) : "f"(v));
     return __uint_as_float(bits);
+#else
+    __trap();
+    return v;
+#endif
 }
 
 // d += A B for one m16n8k8 step; a, b and d hold this lane's fragments (layout above).
 __device__ __forceinline__ void mma_tf32_m16n8k8(float (&d)[4], const float (&a)[4], const float (&b)[2]) {
+#if __CUDA_ARCH__ >= 800
     asm volatile(
         "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
         "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
@@ -108,6 +116,9 @@ __device__ __forceinline__ void mma_tf32_m16n8k8(float (&d)[4], const float (&a)
         : "r"(__float_as_uint(a[0])), "r"(__float_as_uint(a[1])),
           "r"(__float_as_uint(a[2])), "r"(__float_as_uint(a[3])),
           "r"(__float_as_uint(b[0])), "r"(__float_as_uint(b[1])));
+#else
+    __trap();
+#endif
 }
 #endif
 

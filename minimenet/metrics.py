@@ -31,13 +31,15 @@ Adaptive F and MAE are the same under both. Report which max F you quote.
 """
 import numpy as np
 
+from .backend import to_numpy
+
 BETA_SQUARED = 0.3
 NUM_THRESHOLDS = 256
 
 
 def prepare_prediction(prediction, min_max_normalize=True):
     """A saliency map as float64 in [0, 1], normalised the way PySODMetrics does (see module doc)."""
-    prediction = np.asarray(prediction)
+    prediction = to_numpy(prediction)  # a CuPy map too (np.asarray refuses those): metrics run on the host
     if prediction.ndim != 2:
         raise ValueError(f"a saliency map must be 2-D (H, W), got shape {prediction.shape}; squeeze the channel axis first")
     if prediction.dtype == np.uint8:
@@ -61,7 +63,7 @@ def prepare_prediction(prediction, min_max_normalize=True):
 
 def prepare_ground_truth(mask):
     """A ground-truth mask as a bool array (True = salient); see the module doc for the rules."""
-    mask = np.asarray(mask)
+    mask = to_numpy(mask)
     if mask.ndim != 2:
         raise ValueError(f"a mask must be 2-D (H, W), got shape {mask.shape}")
     if mask.dtype == bool:

@@ -4,8 +4,8 @@ import re
 import numpy as np
 import pytest
 
-from minimenet import (Tensor, batch_norm, concat, conv2d, conv_transpose2d, l2_normalize, metric_loss, reshape,
-                       resize, softmax_cross_entropy)
+from minimenet import (Tensor, backend, batch_norm, concat, conv2d, conv_transpose2d, l2_normalize, metric_loss,
+                       reshape, resize, softmax_cross_entropy)
 
 
 def t(*shape, dtype="float64"):
@@ -228,3 +228,13 @@ def test_a_second_backward_through_a_freed_graph_is_an_error():
     first.backward()
     with pytest.raises(RuntimeError, match="already freed: recompute the forward pass"):
         second.backward()
+
+
+if backend.device == "gpu":  # defined only where CuPy runs, like the cupy cases of the xp fixture
+    def test_mixing_numpy_and_cupy_inputs_is_named():
+        import cupy
+        on_gpu = Tensor(cupy.zeros((4, 3, 3, 3)))
+        with pytest.raises(TypeError, match=r"conv2d: inputs mix NumPy and CuPy arrays; move them to one device"):
+            conv2d(t(1, 3, 5, 5), on_gpu)
+        with pytest.raises(TypeError, match=r"add: inputs mix NumPy and CuPy arrays"):
+            t(4, 3, 3, 3) + on_gpu

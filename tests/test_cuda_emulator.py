@@ -7,6 +7,7 @@ minimenet/losses.metric_loss_arrays). The shapes leave partial tiles at every ed
 """
 import os
 import shutil
+import types
 
 import numpy as np
 import pytest
@@ -220,6 +221,19 @@ def test_tf32_kernels_are_exact_where_tf32_is(backend):
     float32_result = run(backend, cuda.conv2d_forward, x, w, stride, padding, kernels="tiled")
     tf32_result = all_three(x, w, dy)["forward"]
     assert np.abs(tf32_result - loop_forward(x, w, stride, padding)).max() > 10 * np.abs(float32_result - loop_forward(x, w, stride, padding)).max()
+
+
+def test_tf32_is_refused_on_a_gpu_without_tensor_core_tf32(monkeypatch):
+    """Before sm_80 the tf32 kernels would trap: the launcher names the problem and the fix. The
+    GPU is faked (an array module called cupy, compute capability 7.5): no GPU is needed."""
+    from minimenet.cuda import gpu
+
+    fake_cupy = types.SimpleNamespace(__name__="cupy")
+    monkeypatch.setattr(cuda_conv, "array_module", lambda a: fake_cupy)
+    monkeypatch.setattr(gpu, "compute_capability", lambda: 75)
+    x, w = np.zeros((1, 1, 3, 3), np.float32), np.zeros((1, 1, 1, 1), np.float32)
+    with pytest.raises(ValueError, match=r"tf32 convolution kernels need .* 8.0 or later, this one has 7.5; use kernels='tiled'"):
+        cuda.conv2d_weight_grad(x, x, w.shape, 1, 0, kernels="tf32")
 
 
 def test_unknown_kernel_variant_is_named(monkeypatch):

@@ -16,7 +16,7 @@ def random_batch(config, batch=2, seed=0, dtype="float32"):
     images = rng.standard_normal((batch, 3, s, s)).astype(dtype)
     yy, xx = np.mgrid[:s, :s]
     masks = np.stack([((yy - s / 2 - i) ** 2 + (xx - s / 2) ** 2 < (s / 4) ** 2) for i in range(batch)]).astype(np.int32)
-    return mm.Tensor(images), masks
+    return mm.Tensor(mm.xp.asarray(images)), masks  # on the parameters' backend (CuPy under MINIMENET_DEVICE=gpu)
 
 
 def test_paper_preset_has_the_expected_parameter_count():

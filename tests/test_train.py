@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from minimenet import backend
 from minimenet import train as training
 from minimenet.data import make_synthetic_dataset
 from minimenet.model import MEnet
@@ -41,6 +42,15 @@ def final_parameters(out):
     return load_checkpoint(Path(out) / "checkpoint.npz")
 
 
+def assert_same_training(actual, expected, name):
+    """Bit for bit on the CPU. On the GPU the weight-gradient and metric-loss kernels sum with
+    atomicAdd, whose order varies from run to run, so two identical runs agree only to rounding."""
+    if backend.device == "gpu":
+        np.testing.assert_allclose(actual, expected, rtol=1e-3, atol=1e-5, err_msg=name)
+    else:
+        np.testing.assert_array_equal(actual, expected, err_msg=name)
+
+
 def test_a_resumed_run_matches_an_uninterrupted_one(synthetic, tmp_path):
     run(config(synthetic, tmp_path / "straight", iterations=6))
     run(config(synthetic, tmp_path / "resumed", iterations=3))
@@ -51,7 +61,7 @@ def test_a_resumed_run_matches_an_uninterrupted_one(synthetic, tmp_path):
     for group in ("model", "optimizer"):
         assert straight[group].keys() == resumed[group].keys()
         for name in straight[group]:
-            np.testing.assert_array_equal(straight[group][name], resumed[group][name], err_msg=name)
+            assert_same_training(resumed[group][name], straight[group][name], name)
 
 
 def test_the_log_and_loss_curve_are_written(synthetic, tmp_path):
@@ -98,8 +108,8 @@ def test_an_interrupt_saves_at_the_end_of_the_iteration_and_resume_finishes(synt
     monkeypatch.setattr(MEnet, "loss", real_loss)
     run(cfg, resume=True)
     run(config(synthetic, tmp_path / "straight", iterations=5))
-    np.testing.assert_array_equal(final_parameters(cfg.out)["model"]["ce_head.weight"],
-                                  final_parameters(tmp_path / "straight")["model"]["ce_head.weight"])
+    assert_same_training(final_parameters(cfg.out)["model"]["ce_head.weight"],
+                         final_parameters(tmp_path / "straight")["model"]["ce_head.weight"], "ce_head.weight")
 
 
 def test_a_failed_checkpoint_write_leaves_the_previous_one_intact(synthetic, tmp_path, monkeypatch):

@@ -78,6 +78,16 @@ def _variant_named(name):
                    constant("TILE_M"), constant("TILE_N"), constant("TILE_K"))
 
 
+def _check_device_supports(kernels, array):
+    """TF32 tensor cores exist from sm_80 (A100) on; on an older GPU those kernels would trap."""
+    if kernels.name == "tf32" and array_module(array).__name__ == "cupy":
+        from .gpu import compute_capability
+        if compute_capability() < 80:
+            raise ValueError(f"the tf32 convolution kernels need a GPU of compute capability 8.0 or later, "
+                             f"this one has {compute_capability() / 10:.1f}; use kernels='tiled' "
+                             f"(or ${VARIANT_VARIABLE}=tiled)")
+
+
 def _pair(value, name):
     pair = (int(value),) * 2 if isinstance(value, numbers.Integral) else tuple(int(v) for v in value)
     if len(pair) != 2:
@@ -116,6 +126,7 @@ def conv2d_forward(x, w, stride, padding, kernels=None):
     """y (B, Co, Ho, Wo) = conv(x (B, Ci, H, W), w (Co, Ci, kh, kw)), zero padding, no bias.
     ``kernels`` names the variant (see ``variant``); every launcher takes it."""
     kernels = variant(kernels)
+    _check_device_supports(kernels, x)
     x, w = _float32(x), _float32(w)
     geometry = _geometry(x.shape, w.shape, stride, padding, "conv2d_forward")
     batch, out_channels, out_h, out_w = geometry[0], geometry[4], geometry[11], geometry[12]
@@ -129,6 +140,7 @@ def conv2d_input_grad(dy, w, x_shape, stride, padding, kernels=None):
     """dx of shape ``x_shape`` from dy (B, Co, Ho, Wo). ``x_shape`` may exceed the smallest input
     giving Ho x Wo (by less than the stride): the extra rows and columns touch no output, dx = 0."""
     kernels = variant(kernels)
+    _check_device_supports(kernels, dy)
     dy, w = _float32(dy), _float32(w)
     geometry = _geometry(x_shape, w.shape, stride, padding, "conv2d_input_grad")
     batch, in_channels, height, width = geometry[:4]
@@ -159,6 +171,7 @@ def weight_grad_slices(w_shape, dy_shape, kernels=None):
 def conv2d_weight_grad(x, dy, w_shape, stride, padding, kernels=None):
     """dw of shape ``w_shape`` (Co, Ci, kh, kw) from x (B, Ci, H, W) and dy (B, Co, Ho, Wo)."""
     kernels = variant(kernels)
+    _check_device_supports(kernels, x)
     x, dy = _float32(x), _float32(dy)
     geometry = _geometry(x.shape, w_shape, stride, padding, "conv2d_weight_grad")
     expected_dy = (geometry[0], geometry[4], geometry[11], geometry[12])

@@ -22,9 +22,23 @@ def _function(file_name, kernel_name):
     with _lock:
         if key not in _functions:
             module = cupy.RawModule(code=sources.read_source(file_name), options=NVRTC_OPTIONS)
-            for name in sources.kernel_signatures(file_name):
-                _functions[(file_name, name, key[2])] = module.get_function(name)
+            try:
+                # RawModule compiles on the first get_function; CuPy's error carries NVRTC's log
+                # but not which file it was, so name it here.
+                for name in sources.kernel_signatures(file_name):
+                    _functions[(file_name, name, key[2])] = module.get_function(name)
+            except cupy.cuda.compiler.CompileException as exc:
+                raise sources.KernelSourceError(
+                    f"NVRTC could not compile kernels/{file_name} (options {' '.join(NVRTC_OPTIONS)}):\n{exc}"
+                ) from exc
         return _functions[key]
+
+
+def compute_capability():
+    """The current device's compute capability as an int, e.g. 90 for an H100."""
+    import cupy
+
+    return int(cupy.cuda.Device().compute_capability)
 
 
 def launch(file_name, kernel_name, grid, block, arguments):

@@ -5,7 +5,7 @@ libcuda, only ``libnvrtc``. It is found in the ``nvidia-cuda-nvrtc-cu12`` wheel 
 ``test`` extra) or, failing that, wherever the dynamic loader finds ``libnvrtc.so.12``/``.so.13``.
 This lets the tests prove, on any machine, that every kernel compiles cleanly for real GPUs.
 
-    python3 -m minimenet.cuda.nvrtc            # compile every kernel file for sm_80 and sm_90
+    python3 -m minimenet.cuda.nvrtc            # compile every kernel file for sm_75, sm_80 and sm_90
 """
 import ctypes
 import ctypes.util
@@ -84,7 +84,7 @@ def compile_source(library, source, file_name, architecture):
         library.nvrtcDestroyProgram(ctypes.byref(program))
 
 
-def main(architectures=("sm_80", "sm_90")):
+def main(architectures=("sm_75", "sm_80", "sm_90")):
     library = load()
     if library is None:
         print("NVRTC not found: pip install nvidia-cuda-nvrtc-cu12", file=sys.stderr)
