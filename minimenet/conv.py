@@ -12,8 +12,9 @@ The transposed convolution (deconvolution) is the adjoint of the convolution: it
 the convolution's input gradient and its input gradient is the convolution's forward, so it
 runs on the very same three primitives with the roles of x and dy swapped.
 
-On the CPU the primitives are im2col + one matrix product each (BLAS does the work); on the GPU,
-for float32, they are our CUDA kernels in ``kernels/conv2d.cu``.
+On the CPU the forward and the weight gradient are im2col + one matrix product each (BLAS does
+the work), and the input gradient is either col2im or a gather per sub-pixel phase, whichever
+moves less data; on the GPU, for float32, all three are our CUDA kernels (``kernels/*.cu``).
 """
 from .backend import array_module, is_gpu_array
 from .tensor import Tensor, add, check_dtypes
@@ -60,12 +61,33 @@ def conv2d_forward(x, w, stride, padding, columns=None):
     return xp.ascontiguousarray(y.transpose(1, 0, 2, 3))
 
 
-def conv2d_input_grad(dy, w, x_shape, stride, padding):
-    """dx = w^T dy, scattered back from columns to the padded image (col2im), then un-padded.
+def conv2d_input_grad(dy, w, x_shape, stride, padding, method=None):
+    """dx = w^T dy, computed one of two ways with the same result:
+
+    * "col2im": the columns w^T dy (Ci*kh*kw rows) scattered back onto the padded image;
+    * "phases": dx's sub-pixel phases (rows p = a mod sh, columns q = b mod sw) each gathered as
+      an ordinary stride-1 convolution of dy with the taps that reach that phase, flipped. No
+      scatter-add, and no product with the zeros between a strided convolution's outputs.
+
+    Their work goes as Ci Ho Wo (col2im) against Co H W / (sh sw) (phases), so the default picks
+    by those, with a margin for col2im's read-modify-write scatter.
 
     ``x_shape`` may exceed the smallest input that gives dy's size (rows that no window reads
     get zero gradient): the transposed convolution's output_padding relies on this.
     """
+    (co, ci, _, _), (sh, sw) = w.shape, stride
+    _, _, ho, wo = dy.shape
+    _, _, h, wd = x_shape
+    if method is None:
+        method = "phases" if co * h * wd < 1.5 * ci * ho * wo * sh * sw else "col2im"
+    if method == "phases":
+        return _input_grad_by_phases(dy, w, x_shape, stride, padding)
+    if method == "col2im":
+        return _input_grad_by_col2im(dy, w, x_shape, stride, padding)
+    raise ValueError(f"conv2d_input_grad: method must be 'phases' or 'col2im', got {method!r}")
+
+
+def _input_grad_by_col2im(dy, w, x_shape, stride, padding):
     xp = array_module(dy)
     (co, ci, kh, kw), (sh, sw), (ph, pw) = w.shape, stride, padding
     b, _, ho, wo = dy.shape
@@ -76,6 +98,50 @@ def conv2d_input_grad(dy, w, x_shape, stride, padding):
         for v in range(kw):
             padded[:, :, u:u + sh * (ho - 1) + 1:sh, v:v + sw * (wo - 1) + 1:sw] += columns[:, :, u, v]
     return padded[:, :, ph:ph + h, pw:pw + wd]
+
+
+def _phase_plan(size, out_size, kernel, stride, padding):
+    """Along one axis, for each phase a of the input (positions p = a + stride P, P < count): the
+    first tap u0 that reaches it, how many taps (u0, u0 + stride, ... < kernel), and the offset d
+    with which dy row P + d - t meets tap u0 + stride t. Plus the zero padding of dy (low, high)
+    that keeps every such row index in range."""
+    plans = []
+    for a in range(stride):
+        first_tap = (a + padding) % stride
+        plans.append((a, first_tap, len(range(first_tap, kernel, stride)), (a + padding) // stride,
+                      len(range(a, size, stride))))
+    low = max([taps - 1 - d for _, _, taps, d, count in plans if taps and count] + [0])
+    high = max([count - 1 + d - (out_size - 1) for _, _, taps, d, count in plans if taps and count] + [0])
+    return plans, low, high
+
+
+def _input_grad_by_phases(dy, w, x_shape, stride, padding):
+    xp = array_module(dy)
+    (co, ci, _, _), (sh, sw), (ph, pw) = w.shape, stride, padding
+    b, _, ho, wo = dy.shape
+    _, _, h, wd = x_shape
+    rows, low_h, high_h = _phase_plan(h, ho, w.shape[2], sh, ph)
+    cols, low_w, high_w = _phase_plan(wd, wo, w.shape[3], sw, pw)
+    padded = xp.zeros((b, co, low_h + ho + high_h, low_w + wo + high_w), dtype=dy.dtype)
+    padded[:, :, low_h:low_h + ho, low_w:low_w + wo] = dy
+    s0, s1, s2, s3 = padded.strides
+    dx = xp.empty((b, ci, h, wd), dtype=dy.dtype)
+    for a, tap_h, taps_h, d_h, count_h in rows:
+        for c, tap_w, taps_w, d_w, count_w in cols:
+            if not (count_h and count_w):
+                continue
+            if not (taps_h and taps_w):
+                dx[:, :, a::sh, c::sw] = 0
+                continue
+            # Tap t' = taps - 1 - t (flipped) meets dy row P + d - taps + 1 + t': a stride-1 window.
+            top, left = low_h + d_h - taps_h + 1, low_w + d_w - taps_w + 1
+            start = padded[:, :, top:, left:]
+            windows = xp.lib.stride_tricks.as_strided(
+                start, (co, taps_h, taps_w, b, count_h, count_w), (s1, s2, s3, s0, s2, s3))
+            taps = w[:, :, tap_h::sh, tap_w::sw][:, :, ::-1, ::-1]  # (co, ci, taps_h, taps_w)
+            phase = taps.transpose(1, 0, 2, 3).reshape(ci, -1) @ windows.reshape(-1, b * count_h * count_w)
+            dx[:, :, a::sh, c::sw] = phase.reshape(ci, b, count_h, count_w).transpose(1, 0, 2, 3)
+    return dx
 
 
 def conv2d_weight_grad(x, dy, w_shape, stride, padding, columns=None):

@@ -18,7 +18,9 @@ import pytest
 
 from minimenet import (Tensor, add, batch_norm, concat, conv2d, conv_transpose2d, gradcheck, l2_normalize, mean,
                        mul, relu, reshape, resize)
+from minimenet import conv
 from minimenet import sum as t_sum
+from minimenet.backend import to_numpy
 
 RTOL, FLOOR = 1e-6, 1e-3
 
@@ -165,6 +167,28 @@ def test_conv_transpose2d_gradcheck_grid(kernel, stride, padding, output_padding
 
 def test_conv_transpose2d_grid_covers_output_padding():
     assert any(case[3] != (0, 0) for case in conv_transpose_cases())
+
+
+@pytest.mark.parametrize("method", ["col2im", "phases"])
+@pytest.mark.parametrize("channels", [(2, 3), (3, 1)], ids=["co_lt_ci", "co_gt_ci"])
+@pytest.mark.parametrize("kernel,stride,padding,output_padding", list(conv_transpose_cases()) + [(2, 3, 0, (2, 1)), (2, 3, 2, (0, 0))], ids=str)
+def test_both_input_gradient_methods_match_the_scatter_loop(kernel, stride, padding, output_padding, channels, method, xp, rng):
+    """conv2d_input_grad is the transposed convolution: both its ways of computing it (the
+    default picks by channel counts) against the scatter loop, over the whole grid above plus a
+    stride larger than the kernel (phases no tap reaches) and padding as large as the kernel."""
+    (kh, kw), (sh, sw), (ph, pw) = pair(kernel), pair(stride), pair(padding)
+    co, ci = channels
+    dy, w = rng.standard_normal((2, co, 3, 2)), rng.standard_normal((co, ci, kh, kw))
+    expected = conv_transpose2d_loop(dy, w, None, stride, padding, output_padding)
+    assert expected.size > 0
+    dx = conv.conv2d_input_grad(xp.asarray(dy), xp.asarray(w), expected.shape, (sh, sw), (ph, pw), method=method)
+    assert dx.shape == expected.shape
+    np.testing.assert_allclose(to_numpy(dx), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_unknown_input_gradient_method_is_named():
+    with pytest.raises(ValueError, match="method must be 'phases' or 'col2im', got 'fft'"):
+        conv.conv2d_input_grad(np.zeros((1, 1, 2, 2)), np.zeros((1, 1, 1, 1)), (1, 1, 2, 2), (1, 1), (0, 0), method="fft")
 
 
 # ----------------------------------------------------------------------------------------------
