@@ -2,24 +2,27 @@
 # gpu_check.sh RESULTS_DIR: everything worth running on a GPU machine, in under 8 minutes.
 #
 #   1. the whole test suite on the GPU backend, every kernel variant compared with NumPy on the
-#      GPU (the emulator's own cases are left to CI, which runs them on every push),
+#      GPU (the emulator's own cases and the wheel build are left to CI, which runs them on every
+#      push),
 #   2. benchmarks/bench_kernels.py: TFLOP/s of each variant of the convolution kernels (simple,
 #      tiled, tf32) on every paper-preset layer, against cuDNN when PyTorch is there,
 #   3. benchmarks/bench_train.py --device gpu: the training step and inference of both presets
 #      with the float32 tiled kernels, then the paper preset again with the TF32 ones.
 #
-# Each step has its own time limit and a failing step does not stop the next; all output goes
-# to the terminal and to RESULTS_DIR/*.log. The exit status is the number of failed steps.
-# Installs nothing: it expects numpy, cupy, pytest (and optionally torch) to be there.
+# Each step has its own time limit and a failing step does not stop the next. RESULTS_DIR gets
+# six files: summary.log (the machine, then each step's exit status), one NAME.log per step with
+# all its output, and raw.tar.gz with the benchmarks' JSON and CSV files. Few files on purpose:
+# a lent GPU machine hands back at most 8. The exit status is the number of failed steps.
+# Installs nothing: it expects numpy, pillow, cupy, pytest (and optionally torch) to be there.
 set -u
 
 if [ $# -ne 1 ]; then
     echo "usage: $0 RESULTS_DIR" >&2
     exit 2
 fi
-results=$1
-mkdir -p "$results"
+results=$(mkdir -p "$1" && cd "$1" && pwd)
 cd "$(dirname "$0")/.."  # the repository root, so that tests/ and minimenet/ are found
+raw=$(mktemp -d)
 
 failures=0
 
@@ -28,26 +31,30 @@ step() {
     local name=$1 seconds=$2
     shift 2
     echo "=== $name (limit ${seconds}s): $*" | tee "$results/$name.log"
+    local started=$SECONDS
     timeout --kill-after=10 "$seconds" "$@" 2>&1 | tee -a "$results/$name.log"
     local status=${PIPESTATUS[0]}
     if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
         echo "=== $name: TIMED OUT after ${seconds}s" | tee -a "$results/$name.log"
     fi
-    echo "=== $name: exit status $status" | tee -a "$results/$name.log"
+    echo "=== $name: exit status $status after $((SECONDS - started))s" | tee -a "$results/$name.log" "$results/summary.log"
     [ "$status" -eq 0 ] || failures=$((failures + 1))
 }
 
 {
     echo "date: $(date -u +%FT%TZ)"
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1
-    python3 -c 'import cupy; print("cupy", cupy.__version__)' 2>&1
-} | tee "$results/environment.log"
+    python3 -c 'import sys, numpy, cupy; print("python", sys.version.split()[0], "numpy", numpy.__version__, "cupy", cupy.__version__)' 2>&1
+} | tee "$results/summary.log"
 
 # The limits add up to 7 min 50 s; each step usually needs far less.
-step tests 200 env MINIMENET_DEVICE=gpu python3 -m pytest -q --maxfail=30 -m "not emulator" tests
-step bench_kernels 150 python3 benchmarks/bench_kernels.py "$results" --require-gpu
-step bench_train 75 python3 benchmarks/bench_train.py --device gpu --conv-kernels tiled --out "$results/train_tiled"
-step bench_train_tf32 45 python3 benchmarks/bench_train.py --device gpu --conv-kernels tf32 --presets paper --no-check --out "$results/train_tf32"
+step tests 200 env MINIMENET_DEVICE=gpu python3 -m pytest -q -p no:cacheprovider --maxfail=30 \
+    -m "not emulator" --ignore=tests/test_cuda_wheel.py tests
+step bench_kernels 150 python3 benchmarks/bench_kernels.py "$raw/kernels" --require-gpu
+step bench_train 75 python3 benchmarks/bench_train.py --device gpu --conv-kernels tiled --out "$raw/train_tiled"
+step bench_train_tf32 45 python3 benchmarks/bench_train.py --device gpu --conv-kernels tf32 --presets paper \
+    --no-check --out "$raw/train_tf32"
 
-echo "=== gpu_check: $failures failed step(s); logs in $results" | tee -a "$results/summary.log"
+tar -czf "$results/raw.tar.gz" -C "$raw" . && rm -rf "$raw"
+echo "=== gpu_check: $failures failed step(s); logs and raw.tar.gz in $results" | tee -a "$results/summary.log"
 exit "$failures"
