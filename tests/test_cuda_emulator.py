@@ -433,6 +433,44 @@ def test_metric_loss_label_shape_error():
         cuda.metric_loss(np.zeros((2, 3, 4, 4), np.float32), np.zeros((2, 4, 5), np.int32))
 
 
+# ------------------------------------------------------------------------------ the GPU wiring
+
+@needs_compiler
+def test_the_model_on_the_kernels_matches_the_model_on_numpy(monkeypatch):
+    """What a GPU runs, minus CuPy: every convolution, transposed convolution and metric loss of a
+    small MEnet goes through minimenet.cuda (the dispatch in conv.py and losses.py believes the
+    NumPy arrays are on the GPU), so the kernels run in the emulator. Loss and every parameter's
+    gradient agree with the NumPy path to float32 rounding."""
+    from minimenet import conv as conv_dispatch
+    from minimenet import losses as loss_dispatch
+    from minimenet import manual_seed, Tensor
+    from minimenet.model import MEnet, MEnetConfig
+
+    def loss_and_gradients():
+        manual_seed(0)
+        model = MEnet(MEnetConfig(image_size=32, width=4, max_width=8, layers_per_block=2))
+        rng = np.random.default_rng(14)
+        images = Tensor(rng.standard_normal((2, 3, 32, 32)).astype(np.float32))
+        masks = (rng.random((2, 32, 32)) < 0.3).astype(np.int32)
+        loss, _ = model.loss(model(images), masks)
+        loss.backward()
+        return loss.item(), [p.grad.copy() for p in model.parameters()]
+
+    expected_loss, expected_grads = loss_and_gradients()
+    launched = []
+    real_launch = emulator.launch
+    monkeypatch.setattr(emulator, "launch", lambda file, kernel, *a: (launched.append(kernel), real_launch(file, kernel, *a)))
+    monkeypatch.setattr(conv_dispatch, "is_gpu_array", lambda a: True)
+    monkeypatch.setattr(loss_dispatch, "is_gpu_array", lambda a: True)
+    loss, grads = loss_and_gradients()
+
+    default = cuda_conv.variant().kernel
+    assert {default("forward"), default("input_grad"), default("weight_grad"), "metric_terms_and_grad"} <= set(launched)
+    assert loss == pytest.approx(expected_loss, rel=1e-5)
+    for got, expected in zip(grads, expected_grads):
+        np.testing.assert_allclose(got, expected, rtol=0, atol=5e-3 * np.abs(expected).max() + 1e-7)
+
+
 # ------------------------------------------------------------------------------ the emulator itself
 
 def test_signatures_are_read_from_the_sources():
