@@ -231,6 +231,8 @@ def main():
     header = (f"{'layer':<22}{'n':>3} {'x (C,H,W)':<16}{'w':<20}{'s':>2}{'p':>2} {'kernel':<12}{'GFLOP':>8}"
               + "".join(f"{v + ' ms':>10}{'TF/s':>7}{'err':>8}" for v in VARIANTS))
     header += f"{'cuDNN ms':>10}{'TF/s':>7}{'best/cuDNN':>11}" if torch else ""
+    print("err: spot-check error of the variant's result; best/cuDNN: the fastest variant's time over "
+          "cuDNN's (below 1 is faster than cuDNN)" if torch else "err: spot-check error of the variant's result")
     print(header)
     synchronize = cupy.cuda.Device().synchronize
     for name, count, x_shape, w_shape, stride, padding in distinct(paper_layers()):
