@@ -1,4 +1,5 @@
 """Normalisation ops: batch normalisation and L2 normalisation over channels."""
+from .backend import array_module
 from .tensor import Tensor, check_dtypes
 
 
@@ -27,30 +28,39 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
             raise ValueError(f"batch_norm: training mode needs more than one value per channel to estimate a variance, "
                              f"got input of shape {x.shape}; use a batch larger than 1 or call model.eval()")
         mu = x.data.mean(axis=axes)
-        var = x.data.var(axis=axes)
+        centred = x.data - mu.reshape(1, c, 1, 1)
+        var = _channel_dot(centred, centred) / count
         running_mean *= 1 - momentum
         running_mean += momentum * mu
         running_var *= 1 - momentum
         running_var += momentum * var * count / (count - 1)
     else:
         mu, var = running_mean.astype(x.dtype), running_var.astype(x.dtype)
+        centred = x.data - mu.reshape(1, c, 1, 1)
     inv_std = (1.0 / xp.sqrt(var + eps)).reshape(1, c, 1, 1)
-    x_hat = (x.data - mu.reshape(1, c, 1, 1)) * inv_std
+    x_hat = centred
+    x_hat *= inv_std
     g4, b4 = gamma.data.reshape(1, c, 1, 1), beta.data.reshape(1, c, 1, 1)
 
     def backward(g):
-        d_gamma = (g * x_hat).sum(axis=axes)
+        d_gamma = _channel_dot(g, x_hat)
         d_beta = g.sum(axis=axes)
-        d_x_hat = g * g4
         if training:
-            # mu and var depend on every x: the two mean terms remove the components of
-            # d_x_hat along 1 and along x_hat.
-            d_x = inv_std * (d_x_hat - d_x_hat.mean(axis=axes, keepdims=True)
-                             - x_hat * (d_x_hat * x_hat).mean(axis=axes, keepdims=True))
+            # mu and var depend on every x: with d_x_hat = gamma g, the two mean terms remove its
+            # components along 1 and along x_hat, and those means are d_beta and d_gamma / count.
+            d_x = x_hat * (-d_gamma / count).reshape(1, c, 1, 1)
+            d_x += g
+            d_x -= (d_beta / count).reshape(1, c, 1, 1)
+            d_x *= g4 * inv_std
         else:
-            d_x = d_x_hat * inv_std
+            d_x = g * (g4 * inv_std)
         return d_x, d_gamma, d_beta
     return Tensor.from_op(g4 * x_hat + b4, (x, gamma, beta), backward, "batch_norm")
+
+
+def _channel_dot(a, b):
+    """sum over (N, H, W) of a * b for each channel, in one pass without an a * b temporary."""
+    return array_module(a).einsum("nchw,nchw->c", a, b)
 
 
 def l2_normalize(x, eps=1e-12):
