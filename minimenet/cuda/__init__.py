@@ -6,10 +6,13 @@ same kernel source in a CPU emulator (g++ and OpenMP), with the same grid and bl
 exists so the kernels can be tested, and stepped through in a debugger, on a machine with no GPU;
 it is far too slow for training. docs/cuda.md explains both.
 
-    conv2d_forward(x, w, stride, padding) -> y
-    conv2d_input_grad(dy, w, x_shape, stride, padding) -> dx
-    conv2d_weight_grad(x, dy, w_shape, stride, padding) -> dw
+    conv2d_forward(x, w, stride, padding, kernels=None) -> y
+    conv2d_input_grad(dy, w, x_shape, stride, padding, kernels=None) -> dx
+    conv2d_weight_grad(x, dy, w_shape, stride, padding, kernels=None) -> dw
     metric_loss(f, labels) -> (loss, grad)
+
+``kernels`` picks the convolution variant: "simple" (kernels/conv2d.cu), "tiled" or "tf32"
+(kernels/conv2d_tiled.cu); by default $MINIMENET_CONV_KERNELS, else "tiled".
 """
 from .conv import conv2d_forward, conv2d_input_grad, conv2d_weight_grad
 from .emulator import EmulatorError
