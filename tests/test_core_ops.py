@@ -204,6 +204,24 @@ def test_batch_norm_gradcheck_training_mode(shape, rng):
     check(lambda x, g, b: batch_norm(x, g, b, running_mean, running_var, training=True), [x, gamma, beta])
 
 
+def test_batch_norm_gradcheck_beside_a_residual_branch(rng):
+    """The incoming gradient is shared: add() hands one array to both its inputs, so batch norm's
+    backward must not work in place in it, or the branch beside it gets a wrong gradient."""
+    x, z = leaf(rng, (3, 2, 2, 3)), leaf(rng, (3, 2, 2, 3))
+    gamma, beta = Tensor(rng.uniform(0.5, 1.5, 2), requires_grad=True), leaf(rng, (2,))
+    stats = np.zeros(2), np.ones(2)
+    check(lambda x, z, g, b: batch_norm(x, g, b, *stats, training=True) + z, [x, z, gamma, beta])
+
+
+def test_batch_norm_float32_with_a_large_mean():
+    """The variance is taken around the mean (two passes), not as E[x^2] - mean^2, which in
+    float32 loses nearly every digit when the mean is 1000 times the spread."""
+    x = (1000 + np.random.default_rng(0).standard_normal((4, 3, 5, 5))).astype(np.float32)
+    y = batch_norm(Tensor(x), Tensor(np.ones(3, np.float32)), Tensor(np.zeros(3, np.float32)),
+                   np.zeros(3, np.float32), np.ones(3, np.float32), training=True).numpy()
+    np.testing.assert_allclose(y.var(axis=(0, 2, 3), dtype=np.float64), 1.0, rtol=1e-3)
+
+
 def test_batch_norm_gradcheck_eval_mode(rng):
     x, gamma, beta = leaf(rng, (2, 3, 2, 3)), leaf(rng, (3,)), leaf(rng, (3,))
     running_mean, running_var = rng.standard_normal(3), rng.uniform(0.5, 2.0, 3)

@@ -29,13 +29,24 @@ needs_compiler = pytest.mark.skipif(
 BACKENDS = [pytest.param("emulator", marks=[needs_compiler, pytest.mark.emulator])] + (["gpu"] if selected_device == "gpu" else [])
 
 
+def guarded(a, band=4096):
+    """A float32 array placed between two bands of NaN: a kernel that reads past either end of
+    it reads NaN, which then shows in its result instead of depending on what memory held."""
+    buffer = np.full(a.size + 2 * band, np.nan, dtype=np.float32)
+    inside = buffer[band:band + a.size].reshape(a.shape)
+    inside[...] = a
+    return inside
+
+
 def run(backend, function, *arguments, **keywords):
-    """Call a minimenet.cuda function with NumPy arguments on the given backend; NumPy results."""
+    """Call a minimenet.cuda function with NumPy arguments on the given backend; NumPy results.
+    In the emulator, float32 inputs sit between NaN guard bands."""
     if backend == "gpu":
         import cupy
         arguments = [cupy.asarray(a) if isinstance(a, np.ndarray) else a for a in arguments]
         result = function(*arguments, **keywords)
         return tuple(r.get() for r in result) if isinstance(result, tuple) else result.get()
+    arguments = [guarded(a) if isinstance(a, np.ndarray) and a.dtype == np.float32 else a for a in arguments]
     return function(*arguments, **keywords)
 
 
@@ -134,6 +145,8 @@ CONV_CASES = [
     (1, 33, 7, 7, 18, (7, 7), (1, 1), (0, 0)),   # the global block's 7x7 -> 1x1, K = 1617
     (2, 6, 14, 14, 5, (3, 3), (1, 1), (1, 1)),   # weight grad split over K into 3 slices
     (2, 10, 12, 10, 37, (3, 3), (1, 1), (1, 1)),  # a full and a partial 32-row tile
+    (2, 3, 23, 17, 4, (5, 3), (3, 2), (1, 1)),    # stride 3 with padding 1: phases where a + p and
+                                                  # a - p differ; the first phase spans two 128-column tiles
 ]
 CONV_IDS = ["b{}_ci{}_{}x{}_co{}_k{}_s{}_p{}".format(b, ci, h, w, co, "x".join(map(str, k)), "x".join(map(str, s)), "x".join(map(str, p)))
             for b, ci, h, w, co, k, s, p in CONV_CASES]
@@ -234,6 +247,27 @@ def test_tf32_is_refused_on_a_gpu_without_tensor_core_tf32(monkeypatch):
     x, w = np.zeros((1, 1, 3, 3), np.float32), np.zeros((1, 1, 1, 1), np.float32)
     with pytest.raises(ValueError, match=r"tf32 convolution kernels need .* 8.0 or later, this one has 7.5; use kernels='tiled'"):
         cuda.conv2d_weight_grad(x, x, w.shape, 1, 0, kernels="tf32")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tf32_rounding_is_to_nearest_with_ties_away_from_zero(backend):
+    """cvt.rna.tf32.f32, the GPU instruction, and the emulator's tf32_round agree on halfway
+    cases, which random data almost never hits: a 1x1 convolution by 1.0 returns each input
+    rounded to TF32 (10 mantissa bits, so u = 2^-10 is one unit at 1.0)."""
+    u = 2.0 ** -10
+    values = np.array([1 + u / 2, -(1 + u / 2), 1 + 3 * u / 2, 1 + u / 2 - 2.0 ** -23, 2 - u / 2, 1 + u / 2 + 2.0 ** -23])
+    expected = np.array([1 + u, -(1 + u), 1 + 2 * u, 1.0, 2.0, 1 + u])
+    y = run(backend, cuda.conv2d_forward, values.astype(np.float32).reshape(1, 1, 1, -1),
+            np.ones((1, 1, 1, 1), np.float32), 1, 0, kernels="tf32")
+    np.testing.assert_array_equal(y.reshape(-1), expected.astype(np.float32))
+
+
+def test_guard_bands_show_reads_past_the_end():
+    """The NaN bands of ``guarded`` are where a kernel reading past its input would land."""
+    a = guarded(np.arange(6, dtype=np.float32).reshape(2, 3))
+    base = a.base if a.base is not None else a
+    assert a.flags.c_contiguous and np.isnan(base[:4096]).all() and np.isnan(base[-4096:]).all()
+    np.testing.assert_array_equal(a, np.arange(6).reshape(2, 3))
 
 
 def test_unknown_kernel_variant_is_named(monkeypatch):
