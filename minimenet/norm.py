@@ -39,7 +39,7 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
         centred = x.data - mu.reshape(1, c, 1, 1)
     inv_std = (1.0 / xp.sqrt(var + eps)).reshape(1, c, 1, 1)
     x_hat = centred
-    x_hat *= inv_std
+    x_hat *= inv_std  # in place: centred is not needed again, and this saves a full-size array
     g4, b4 = gamma.data.reshape(1, c, 1, 1), beta.data.reshape(1, c, 1, 1)
 
     def backward(g):

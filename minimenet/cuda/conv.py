@@ -102,6 +102,8 @@ def _float32(a):
 
 def _ceil_div(count, size):
     return -(-count // size)
+
+
 def _geometry(x_shape, w_shape, stride, padding, what):
     """The 13 size arguments every conv kernel takes, validated."""
     batch, in_channels, height, width = (int(s) for s in x_shape)
@@ -165,7 +167,7 @@ def weight_grad_slices(w_shape, dy_shape, kernels=None):
     batch, _, out_h, out_w = dy_shape
     tiles = _ceil_div(out_channels, kernels.tile_m) * _ceil_div(in_channels * kernel_h * kernel_w, kernels.tile_n)
     slabs = _ceil_div(batch * out_h * out_w, kernels.tile_k)
-    return max(1, min(-(-TARGET_BLOCKS // tiles), slabs // MIN_SLABS_PER_SLICE))
+    return max(1, min(_ceil_div(TARGET_BLOCKS, tiles), slabs // MIN_SLABS_PER_SLICE))
 
 
 def conv2d_weight_grad(x, dy, w_shape, stride, padding, kernels=None):
