@@ -3,7 +3,8 @@
     python examples/evaluate.py runs/menet-tiny/checkpoint.npz ~/ECSSD ~/DUTS-TE --out eval/
     python examples/evaluate.py CHECKPOINT DATASET --save-maps     # also write every map as a PNG
 
-For each dataset: max F, adaptive F and MAE of the metric map (Eq. 5) and of the CE map, a
+For each dataset: max F, adaptive F and MAE of the metric map (Eq. 5, the model's configured
+background reading as "metric" and the other beside it, e.g. "metric_paper") and of the CE map, a
 precision-recall PNG, and results.json. Max F follows PySODMetrics' convention (the mean of the
 per-image F curves); the MATLAB SOD toolbox's (F of the mean precision and recall) is in the JSON.
 """
@@ -16,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from minimenet.data import DatasetError, SaliencyDataset, evaluation_batches, resize_saliency_map
-from minimenet.inference import evaluate, predict_batch
+from minimenet.inference import evaluate, map_names, predict_batch
 from minimenet.plot import plot_pr_curve
 from minimenet.train import CheckpointError, load_model
 
@@ -44,7 +45,7 @@ def main(argv=None):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     table = {}
-    print(f"{'dataset':<20} {'map':<7} {'max F':>7} {'adapt F':>8} {'MAE':>7}")
+    print(f"{'dataset':<20} {'map':<14} {'max F':>7} {'adapt F':>8} {'MAE':>7}")
     for folder in args.datasets:
         name = Path(folder).name
         try:
@@ -55,14 +56,12 @@ def main(argv=None):
                           progress=lambda done, total: print(f"\r{name}: {done}/{total} images", end="", file=sys.stderr))
         print(file=sys.stderr)
         curves = {}
-        for kind in ("metric", "ce"):
-            if kind in scores:
-                r = scores[kind]
-                print(f"{name:<20} {kind:<7} {r['max_f']:>7.4f} {r['adaptive_f']:>8.4f} {r['mae']:>7.4f}")
-                curves[f"{kind} map"] = (r["precision"], r["recall"])
+        for kind in map_names(scores):
+            r = scores[kind]
+            print(f"{name:<20} {kind:<14} {r['max_f']:>7.4f} {r['adaptive_f']:>8.4f} {r['mae']:>7.4f}")
+            curves[f"{kind} map"] = (r["precision"], r["recall"])
         plot_pr_curve(curves, out / f"{name}_pr.png", title=f"Precision-recall on {name}")
-        table[name] = {kind: {k: v for k, v in scores[kind].items() if np.isscalar(v)}
-                       for kind in ("metric", "ce") if kind in scores}
+        table[name] = {kind: {k: v for k, v in scores[kind].items() if np.isscalar(v)} for kind in map_names(scores)}
         table[name]["images"] = len(dataset)
         if args.save_maps:
             save_maps(model, dataset, out / f"{name}_maps")

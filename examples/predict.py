@@ -2,7 +2,8 @@
 
     python examples/predict.py runs/menet-tiny/checkpoint.npz photo1.jpg photo2.png --out maps/
 
-Writes NAME_metric.png (Eq. 5, the metric map) and NAME_ce.png (the CE probability map).
+Writes NAME_metric.png (Eq. 5, the metric map), NAME_metric_paper.png (Eq. 5 with the paper
+text's background estimate) and NAME_ce.png (the CE probability map).
 Unreadable images are reported and skipped.
 """
 import argparse

@@ -2,7 +2,7 @@
 
     python examples/train_msra10k.py                      # tiny preset on the built-in synthetic set (CPU, minutes)
     python examples/train_msra10k.py --data ~/MSRA10K     # a real MSRA10K folder (NAME.jpg beside NAME.png)
-    python examples/train_msra10k.py --preset paper --data ~/MSRA10K   # the paper's model and settings (GPU)
+    python examples/train_msra10k.py --preset paper --data ~/MSRA10K   # the authors' full network and recipe (GPU)
     python examples/train_msra10k.py --resume             # continue an interrupted run in --out
 
 Every hyper-parameter has a flag; unset ones take the preset's defaults (minimenet/train.py).
@@ -23,7 +23,9 @@ def parse_args(argv=None):
     p.add_argument("--out", help="run folder (default runs/menet-PRESET)")
     p.add_argument("--image-size", type=int, help="S, a multiple of 32 (default: the preset's)")
     p.add_argument("--width", type=int, help="channels of the first block, w (default: the preset's)")
-    p.add_argument("--max-width", type=int, help="cap on the channels (default: the preset's)")
+    p.add_argument("--metric-gradient", choices=["authors", "exact"], default="authors",
+                   help="the authors' metric gradient (centroids constant, normalisation passed straight through) "
+                        "or the exact gradient of Eq. 3")
     p.add_argument("--iterations", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)

@@ -4,15 +4,9 @@ from .data import evaluation_batches, normalize, resize_for_evaluation, resize_s
 from .metrics import SaliencyMetrics
 
 def predict_batch(model, images):
-    """Normalised images (B, 3, S, S) -> {"metric": (B, S, S), "ce": (B, S, S)} NumPy maps in [0, 1].
-
-    "metric" is missing for the ablation variants, which have no metric map.
-    """
-    metric_map, ce_map = model.saliency_maps(backend.xp.asarray(images))
-    maps = {"ce": backend.to_numpy(ce_map)}
-    if metric_map is not None:
-        maps["metric"] = backend.to_numpy(metric_map)
-    return maps
+    """Network-ready images (B, 3, S, S) -> {name: (B, S, S) NumPy map in [0, 1]}: the maps of
+    ``MEnet.saliency_maps`` ("ce", and for menet "metric" and the other Eq. 5 reading)."""
+    return {name: backend.to_numpy(m) for name, m in model.saliency_maps(backend.xp.asarray(images)).items()}
 
 
 def predict_image(model, image):
@@ -22,10 +16,16 @@ def predict_image(model, image):
     return {name: resize_saliency_map(m[0], image.shape[:2]) for name, m in maps.items()}
 
 
+def map_names(scores):
+    """The saliency maps an ``evaluate`` result scores, CE map last."""
+    return sorted((name for name in scores if name != "examples"), key=lambda name: (name == "ce", name))
+
+
 def evaluate(model, dataset, batch_size=16, keep=0, progress=None):
     """Metrics of each map over ``dataset``, the maps resized back to each mask's original size.
 
-    Returns {"metric": results, "ce": results} (results as ``SaliencyMetrics.results()``), plus
+    Returns {map name: results} (results as ``SaliencyMetrics.results()``) for every map of
+    ``predict_batch``, plus
     "examples": the first ``keep`` (image, mask, maps) triples for pictures. ``progress``, if
     given, is called with (images done, images in the dataset) after every batch.
     """

@@ -1,8 +1,17 @@
-"""MEnet's two losses: pixel-wise cross entropy (Eq. 1) and the centroid metric loss (Eq. 3)."""
+"""MEnet's two losses: pixel-wise cross entropy (Eq. 1) and the centroid metric loss (Eq. 3).
+
+Normalisation follows the authors' Caffe loss layer, not the 1 / (N |Omega|) of the paper's
+equations: each image's sum is divided by that image's element count and the images are summed,
+so a gradient per pixel does not shrink as the batch grows. (Eq. 1 as printed is our CE divided
+by N / 2; Eq. 3 as printed is our metric value divided by N.) The learning rate 0.1 of the
+authors' solver is calibrated to this.
+"""
 import numpy
 
 from .backend import array_module, is_gpu_array
 from .tensor import Tensor
+
+METRIC_GRADIENTS = ("authors", "exact")
 
 
 def _check_labels(op, x, labels):
@@ -16,9 +25,10 @@ def _check_labels(op, x, labels):
 
 
 def hard_negative_mask(pixel_loss, labels):
-    """Per image: every pixel of the minority class plus as many of the highest-loss pixels of
-    the majority class (1:1, as the paper does after SSD). An image of a single class selects
-    nothing, having no minority to balance. Ties are broken by pixel order (stable sort).
+    """Per image: every pixel of the minority class plus as many of the majority class's pixels
+    with the largest ``pixel_loss`` (1:1, the paper's Section III-B after SSD). With equal
+    counts every pixel is selected; an image of a single class selects nothing, having no
+    minority to balance. Ties are broken by pixel order (stable sort).
 
     pixel_loss, labels: (B, P) arrays. Returns a boolean (B, P) mask.
     """
@@ -39,12 +49,13 @@ def hard_negative_mask(pixel_loss, labels):
     return minority | hardest
 
 
-def softmax_cross_entropy(logits, labels, hard_negative_mining=True):
-    """Eq. 1: mean over pixels of -ln P(l_i = y_i), P the softmax of the two logits per pixel.
+def softmax_cross_entropy(logits, labels):
+    """Eq. 1 over all pixels (no mining), P the softmax of the two logits per pixel:
 
-    logits (B, 2, H, W); labels (B, H, W) with 1 = salient, 0 = background. With mining, the mean
-    runs over the selected pixels of the whole batch (see ``hard_negative_mask``); without, over
-    all N x |Omega| pixels, as Eq. 1 is written.
+        L_CE = sum_n sum_i -ln P(l_i = y_i) / (2 |Omega|)
+
+    (the authors' normalisation: Caffe divides each image by its logits' element count, 2 |Omega|).
+    logits (B, 2, H, W); labels (B, H, W) with 1 = salient, 0 = background.
     """
     if logits.ndim != 4 or logits.shape[1] != 2:
         raise ValueError(f"softmax_cross_entropy: logits must have shape (batch, 2, height, width), got {logits.shape}")
@@ -54,75 +65,109 @@ def softmax_cross_entropy(logits, labels, hard_negative_mining=True):
     z = logits.data - logits.data.max(axis=1, keepdims=True)
     log_p = z - xp.log(xp.exp(z).sum(axis=1, keepdims=True))
     one_hot = xp.stack([1 - labels, labels], axis=1).astype(log_p.dtype)
-    pixel_loss = -(log_p * one_hot).sum(axis=1)
-    b = labels.shape[0]
-    if hard_negative_mining:
-        selected = hard_negative_mask(pixel_loss.reshape(b, -1), labels.reshape(b, -1)).reshape(labels.shape)
-    else:
-        selected = xp.ones(labels.shape, dtype=bool)
-    count = max(int(selected.sum()), 1)
-    loss = (pixel_loss * selected).sum() / count
+    count = 2 * labels.shape[1] * labels.shape[2]
+    loss = -(log_p * one_hot).sum() / count
 
     def backward(g):
         # d(-ln softmax_y)/dz = softmax - onehot(y)
-        return ((xp.exp(log_p) - one_hot) * (selected[:, None] * (g / count)),)
+        return ((xp.exp(log_p) - one_hot) * (g / count),)
     return Tensor.from_op(loss, (logits,), backward, "softmax_cross_entropy")
 
 
-def metric_loss_arrays(f, labels):
-    """Eq. 3 on arrays, literally per pixel, with its exact gradient. Returns (loss, d loss / d f).
-
-    For image n with salient centroid c_s, background centroid c_b and counts n_s, n_b:
-        term_i = ||f_i - c_own(i)||^2 - ||f_i - c_other(i)||^2,   loss = sum_n sum_i term_i / (N |Omega|).
-    Differentiating through the centroids too, d loss / d f_j = 2 (c_other - c_own) / (N n_own(j)).
-    An image that lacks one region has no centroid to push away from: it contributes zero.
-    """
+def unit_features(f, eps=0.0):
+    """f / ||f|| over the channel axis, without an epsilon as the authors' layer (eps > 0 adds
+    one under the root, as ``norm.l2_normalize``)."""
     xp = array_module(f)
-    b, c = f.shape[:2]
-    feats = f.reshape(b, c, -1)
-    salient = (labels.reshape(b, 1, -1) == 1).astype(f.dtype)
-    n_s = salient.sum(axis=2)                      # (B, 1)
-    n_b = feats.shape[2] - n_s
-    both = (n_s > 0) & (n_b > 0)
-    c_s = (feats * salient).sum(axis=2) / xp.maximum(n_s, 1)            # (B, C)
-    c_b = (feats * (1 - salient)).sum(axis=2) / xp.maximum(n_b, 1)
-    own = xp.where(salient > 0, c_s[:, :, None], c_b[:, :, None])      # (B, C, P)
-    other = xp.where(salient > 0, c_b[:, :, None], c_s[:, :, None])
-    terms = ((feats - own) ** 2).sum(axis=1) - ((feats - other) ** 2).sum(axis=1)
-    denominator = feats.shape[0] * feats.shape[2]
-    loss = (terms * both).sum() / denominator
-    n_own = xp.where(salient[:, 0] > 0, n_s, n_b)                      # (B, P)
-    grad = 2 * (other - own) / (b * xp.maximum(n_own, 1))[:, None, :] * both[:, :, None]
-    return loss, grad.reshape(f.shape)
+    return f / xp.sqrt((f * f).sum(axis=1, keepdims=True) + eps)
 
 
-def metric_loss(f, labels):
-    """The centroid metric loss L*_ML of Eq. 3 on features f (B, C, H, W), labels (B, H, W).
+def metric_loss_arrays(y, labels, gradient="authors"):
+    """Eq. 3 with hard mining on its per-pixel terms, on unit features y (B, C, H, W).
+    Returns (loss, grad) where grad is the chosen gradient (see ``metric_loss``) with y's shape.
 
-    A finding that shapes how MEnet uses it: the intra-class terms cancel. Summed over one image,
-        sum_i (||f_i - c_own||^2 - ||f_i - c_other||^2) = -|Omega| * ||c_salient - c_background||^2
-    (expand both squares; sum_i over a region of (f_i - c_region) is zero). So on unbounded
-    features the loss only pushes the two centroids apart and has no lower bound: features can
-    grow forever. MEnet therefore applies it to L2-normalised features (``norm.l2_normalize``).
-    In the unit ball the centroids are at most 2 apart, so the loss is bounded below by -4, and
-    reaching -4 needs every salient feature at one point of the sphere and every background
-    feature at its antipode: maximising the centroid distance forces each region to gather at a
-    single point, the compactness the paper wants from the intra-class term.
-
-    The loss is still computed literally, per pixel, as Eq. 3 is written, so that our CUDA
-    kernel (kernels/metric_loss.cu), which the GPU uses for float32, mirrors it term by term.
+    Per image, with region centroids c_s, c_b of y (a region of 0 pixels counts as 1, so its
+    centroid is 0) and m_i the mining mask of ``hard_negative_mask`` on the terms,
+        term_i = ||y_i - c_own(i)||^2 - ||y_i - c_other(i)||^2,
+        loss   = sum_n sum_i m_i term_i / |Omega|.
+    "authors": dL/dy_i = m_i (c_other(i) - c_own(i)) / (C |Omega|), centroids held constant.
+    "exact":   the derivative of ``loss`` with the mask held fixed (it is piecewise constant):
+        dL/dy_j = [2 m_j (c_other - c_own) + (2 / n_own) (sum_{i in other region} m_i (y_i - c_own)
+                                                          - sum_{i in own region} m_i (y_i - c_own))] / |Omega|,
+    the second part being how moving y_j moves its own region's centroid.
     """
-    if f.ndim != 4:
-        raise ValueError(f"metric_loss: features must have shape (batch, channels, height, width), got {f.shape}")
-    xp = f.xp
+    if gradient not in METRIC_GRADIENTS:
+        raise ValueError(f"metric_loss: gradient must be one of {METRIC_GRADIENTS}, got {gradient!r}")
+    xp = array_module(y)
+    b, c = y.shape[:2]
+    feats = y.reshape(b, c, -1)
+    pixels = feats.shape[2]
+    flat_labels = labels.reshape(b, pixels)
+    salient = (flat_labels == 1)[:, None, :]                            # (B, 1, P)
+    s = salient.astype(y.dtype)
+    n_s = s.sum(axis=2)                                                 # (B, 1)
+    n_b = pixels - n_s
+    c_s = (feats * s).sum(axis=2) / xp.maximum(n_s, 1)                   # (B, C)
+    c_b = (feats * (1 - s)).sum(axis=2) / xp.maximum(n_b, 1)
+    own = xp.where(salient, c_s[:, :, None], c_b[:, :, None])           # (B, C, P)
+    other = xp.where(salient, c_b[:, :, None], c_s[:, :, None])
+    terms = ((feats - own) ** 2).sum(axis=1) - ((feats - other) ** 2).sum(axis=1)
+    m = hard_negative_mask(terms, flat_labels).astype(y.dtype)[:, None, :]
+    loss = (terms * m[:, 0]).sum() / pixels
+    if gradient == "authors":
+        grad = (other - own) * (m / (c * pixels))
+        return loss, grad.reshape(y.shape)
+    mined_s = (feats * (m * s)).sum(axis=2)                             # sum_{i in S} m_i y_i, (B, C)
+    mined_b = (feats * (m * (1 - s))).sum(axis=2)
+    count_s, count_b = (m * s).sum(axis=2), (m * (1 - s)).sum(axis=2)    # (B, 1)
+    via_c_s = 2 * ((mined_b - count_b * c_s) - (mined_s - count_s * c_s)) / xp.maximum(n_s, 1)
+    via_c_b = 2 * ((mined_s - count_s * c_b) - (mined_b - count_b * c_b)) / xp.maximum(n_b, 1)
+    grad = 2 * m * (other - own) + xp.where(salient, via_c_s[:, :, None], via_c_b[:, :, None])
+    return loss, (grad / pixels).reshape(y.shape)
+
+
+def metric_loss(features, labels, gradient="authors", eps=0.0):
+    """The centroid metric loss L*_ML of Eq. 3 on the L2-normalised features, with hard mining.
+
+    features: the feature head's output f (B, C, H, W) before normalisation; labels (B, H, W).
+    The value is ``metric_loss_arrays``'s on y = f / ||f||. The gradient:
+
+    - "authors" (default): the authors' layer holds the centroids constant and passes the
+      normalisation straight through, so dL/df_i = m_i (c_other - c_own) / (C |Omega|). That is
+      not the gradient of Eq. 3 but the exact gradient of the surrogate
+          sum_n sum_i m_i <f_i, stopgrad(c_other(i) - c_own(i))> / (C |Omega|)
+      on the unnormalised f; its size is bounded by the centroid distance (at most 2) whatever
+      the features do.
+    - "exact": the true derivative of the value through the centroids and the normalisation.
+
+    Why the unit sphere: summed over one image without mining, the intra-class terms cancel,
+        sum_i (||y_i - c_own||^2 - ||y_i - c_other||^2) = -|Omega| ||c_s - c_b||^2,
+    so on unbounded features the loss only pushes the centroids apart and has no lower bound.
+    With unit features the centroids are at most 2 apart, and the minimum, -4 per image, needs
+    every salient feature at one point of the sphere and every background feature at its
+    antipode: the compactness the intra-class term asks for.
+
+    On the GPU in float32 the terms and the gradient come from ``kernels/metric_loss.cu``.
+    """
+    if features.ndim != 4:
+        raise ValueError(f"metric_loss: features must have shape (batch, channels, height, width), got {features.shape}")
+    if gradient not in METRIC_GRADIENTS:
+        raise ValueError(f"metric_loss: gradient must be one of {METRIC_GRADIENTS}, got {gradient!r}")
+    xp = features.xp
     labels = xp.asarray(labels)
-    _check_labels("metric_loss", f, labels)
-    if is_gpu_array(f.data) and f.dtype == "float32":
+    _check_labels("metric_loss", features, labels)
+    y = unit_features(features.data, eps)
+    if is_gpu_array(y) and y.dtype == "float32":
         from . import cuda
-        loss, grad = cuda.metric_loss(f.data, labels.astype(xp.int32))
+        loss, grad = cuda.metric_loss(y, labels.astype(xp.int32), gradient)
     else:
-        loss, grad = metric_loss_arrays(f.data, labels)
+        loss, grad = metric_loss_arrays(y, labels, gradient)
+    norm = None if gradient == "authors" else xp.sqrt((features.data * features.data).sum(axis=1, keepdims=True) + eps)
 
     def backward(g):
-        return (grad * g,)
-    return Tensor.from_op(loss, (f,), backward, "metric_loss")
+        if gradient == "authors":
+            return (grad * g,)
+        # Through y = f / ||f||: dy/df = (I - y y^T) / ||f||.
+        dy = grad * g
+        return ((dy - y * (dy * y).sum(axis=1, keepdims=True)) / norm,)
+    return Tensor.from_op(loss, (features,), backward, "metric_loss")
+

@@ -1,62 +1,54 @@
-"""MEnet: the Metric Expression Network (Cai et al.), top to bottom as in the paper's Figure 2.
+"""MEnet: the Metric Expression Network (Cai et al.), as the authors built it.
 
-The paper's figures are missing; this is the architecture fixed from its text. Each part names
-the sentence it implements.
+The paper's Figures 2 and 3 are missing from its text; this is the network of the authors'
+released Caffe definition (``shared/reference/authors-menet.md``), top to bottom:
 
-    image S x S x 3 ──────────────────────────────────────────────────────────────┐ scale map 0
-    encoder 0   3x3/2 conv, 3 more 3x3 convs      c0 @ S/2   ───────────────────────┤ scale map 1
-    encoder 1                                     c1 @ S/4   ───────────────────────┤ ...
-    encoder 2                                     c2 @ S/8                          │
-    encoder 3                                     c3 @ S/16                         │
-    encoder 4                                     c4 @ S/32                         │
-    encoder 5   kxk conv (k = S/32, no pad), 3 more    c5 @ 1x1 ───────────────────┤ scale map 6
-    decoder 5   3 convs, kxk/1 deconv             c4 @ S/32  ───────────────────────┤ scale map 7
-    decoder 4   [dec5, enc4] 3 convs, 4x4/2 deconv  c3 @ S/16                       │
-    decoder 3   [dec4, enc3] ...                  c2 @ S/8                          │
-    decoder 2   [dec3, enc2]                      c1 @ S/4                          │
-    decoder 1   [dec2, enc1]                      c0 @ S/2                          │
-    decoder 0   [dec1, enc0] 3 convs, 4x4/2 deconv  c0 @ S   ───────────────────────┘ scale map 12
-    13 scale maps: each a 3x3 conv to 1 channel + bilinear resize to S x S, concatenated
-    feature map f: 3x3 conv, 16 kernels              16 @ S
-      ├─ CE head: 1x1 conv to 2 logits  -> softmax cross entropy with hard negative mining (Eq. 1)
-      └─ metric head: f / ||f||         -> centroid metric loss (Eq. 3)
+    image S x S x 3 (raw 0-255 RGB) ─────────────────────────────────────────────┐ scale map 0
+    stem      conv 3x3 -> BN -> ReLU, 2 residual units           e0  c0 @ S     ──┤ scale map 1
+    down 1..5 [BRC 3x3/2, BRC 3x3] + BRC 1x1/2 shortcut, 1 unit  e1..e5 @ S/2..S/32 ┤ maps 2-6
+    squeeze   BRC k x k valid (k = S/32)                             c5 @ 1 x 1    │
+    expand    BRD k x k                                          d5  c5 @ S/32  ──┤ scale map 12
+    up 4..0   on [previous, e_{j+1}]: [BRD 4x4/2, BRC 3x3]                         │
+              + BRD 2x2/2 shortcut, 1 unit                       g4..g0 @ S/16..S ┤ maps 7-11
+    13 scale maps: BRC 3x3 to 1 channel, nearest-neighbour upsampled to S x S, concatenated
+      ├─ feature head: f = tanh(BN(conv 3x3, 13 -> 16))   -> metric loss on f / ||f|| (Eq. 3)
+      └─ CE head:      z = BN(conv 3x3, 13 -> 2)          -> softmax cross entropy (Eq. 1)
     L = L*_ML + lambda L_CE (Eq. 4), lambda = 1
 
-Widths c_i = min(w 2^i, max_width). Every convolution and deconvolution is followed by batch
-norm and ReLU, except the 13 scale-map convolutions (bias, nothing after) and the CE head.
-With L = 4 layers per block the encoder and decoder hold 48 layers (6 blocks of 4 convolutions,
-6 blocks of 3 convolutions and a deconvolution); the longest path adds a scale-map convolution,
-the 16-kernel convolution and the CE head. The paper counts 52 layers in all; without its
-figures the remaining layers cannot be placed, so we count nothing beyond what the text says.
+BRC = batch norm -> ReLU -> convolution (with bias); BRD the same with a transposed convolution
+(no bias); a residual unit is x + BRC(BRC(x)), pre-activation style. Widths c_i = w 2^i.
+The paper's "4 convolutional layer block" is each level's four 3 x 3 convolutions (two in the
+resampling pair, two in the residual unit). Scale maps are taken in the order image, e0..e5,
+g0..g4, d5 (the authors' concatenation order).
 """
 from dataclasses import asdict, dataclass, replace
 
+import numpy
+
 from . import nn
-from .backend import array_module
-from .losses import metric_loss, softmax_cross_entropy
-from .norm import l2_normalize
-from .resize import resize
-from .tensor import Tensor, concat, no_grad
+from .backend import array_module, to_numpy
+from .losses import METRIC_GRADIENTS, metric_loss, softmax_cross_entropy, unit_features
+from .resize import upsample_nearest
+from .tensor import Tensor, concat, no_grad, relu, tanh
 
 VARIANTS = ("menet", "ce-only", "ce-plain")
+BACKGROUND_ESTIMATES = ("authors", "paper")
 
 
 @dataclass(frozen=True)
 class MEnetConfig:
-    image_size: int = 64          # S, a multiple of 32
-    width: int = 8                # w: channels of the first block
-    max_width: int = 64           # cap on the channels of the deeper blocks
-    layers_per_block: int = 4     # L ("a 4 convolutional layer block")
-    feature_dim: int = 16         # "convolution operation with 16 kernels"
-    variant: str = "menet"        # Table III: "menet", "ce-only" (no metric loss), "ce-plain" (no multi-scale)
-    ce_weight: float = 1.0        # lambda of Eq. 4
-    hard_negative_mining: bool = True
-    normalize_eps: float = 1e-12  # epsilon of the L2 normalisation before the metric loss
+    image_size: int = 64              # S, a multiple of 32
+    width: int = 4                    # w: channels of the stem; level i has w 2^i
+    feature_dim: int = 16             # "convolution operation with 16 kernels"
+    variant: str = "menet"            # Table III: "menet", "ce-only" (no metric loss), "ce-plain" (no scale maps)
+    ce_weight: float = 1.0            # lambda of Eq. 4
+    metric_gradient: str = "authors"  # "authors" (their layer's) or "exact" (of Eq. 3); see losses.metric_loss
+    background: str = "authors"       # Eq. 5's background centroid: see ``metric_saliency``
     dtype: str = "float32"
 
     PRESETS = {
-        "paper": dict(image_size=224, width=32, max_width=512),
-        "tiny": dict(image_size=64, width=8, max_width=64),
+        "paper": dict(image_size=224, width=32),
+        "tiny": dict(image_size=64, width=4),
     }
 
     @classmethod
@@ -67,15 +59,17 @@ class MEnetConfig:
 
     def __post_init__(self):
         if self.image_size % 32 or self.image_size < 32:
-            raise ValueError(f"MEnetConfig: image_size must be a positive multiple of 32 (five stride-2 blocks), got {self.image_size}")
-        if self.variant not in VARIANTS:
-            raise ValueError(f"MEnetConfig: variant must be one of {VARIANTS}, got {self.variant!r}")
-        if self.layers_per_block < 2:
-            raise ValueError("MEnetConfig: layers_per_block must be at least 2 (a block needs its resampling layer and one more)")
+            raise ValueError(f"MEnetConfig: image_size must be a positive multiple of 32 (five stride-2 levels), got {self.image_size}")
+        if self.width < 1:
+            raise ValueError(f"MEnetConfig: width must be at least 1, got {self.width}")
+        for field, allowed in (("variant", VARIANTS), ("metric_gradient", METRIC_GRADIENTS),
+                               ("background", BACKGROUND_ESTIMATES)):
+            if getattr(self, field) not in allowed:
+                raise ValueError(f"MEnetConfig: {field} must be one of {allowed}, got {getattr(self, field)!r}")
 
     @property
     def widths(self):
-        return [min(self.width * 2 ** i, self.max_width) for i in range(6)]
+        return [self.width * 2 ** i for i in range(6)]
 
     def to_dict(self):
         return asdict(self)
@@ -84,97 +78,145 @@ class MEnetConfig:
         return replace(self, **changes)
 
 
-def conv_bn_relu(in_channels, out_channels, kernel_size=3, stride=1, padding=1, dtype="float32"):
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=False, dtype=dtype),
-                         nn.BatchNorm2d(out_channels, dtype=dtype), nn.ReLU())
+def brc(in_channels, out_channels, kernel_size, stride=1, padding=0, dtype="float32"):
+    """Batch norm -> ReLU -> convolution (with bias)."""
+    return nn.Sequential(nn.BatchNorm2d(in_channels, dtype=dtype), nn.ReLU(),
+                         nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dtype=dtype))
 
 
-def deconv_bn_relu(in_channels, out_channels, kernel_size, stride, padding, dtype="float32"):
-    return nn.Sequential(nn.ConvTranspose2d(in_channels, out_channels, kernel_size, stride, padding, bias=False, dtype=dtype),
-                         nn.BatchNorm2d(out_channels, dtype=dtype), nn.ReLU())
+def brd(in_channels, out_channels, kernel_size, stride=1, padding=0, dtype="float32"):
+    """Batch norm -> ReLU -> transposed convolution (no bias)."""
+    return nn.Sequential(nn.BatchNorm2d(in_channels, dtype=dtype), nn.ReLU(),
+                         nn.ConvTranspose2d(in_channels, out_channels, kernel_size, stride, padding, bias=False, dtype=dtype))
+
+
+class ResidualUnit(nn.Module):
+    """x + BRC(BRC(x)), both 3 x 3."""
+
+    def __init__(self, channels, dtype="float32"):
+        self.body = nn.Sequential(brc(channels, channels, 3, 1, 1, dtype), brc(channels, channels, 3, 1, 1, dtype))
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+class Stem(nn.Module):
+    """Level 0 at S x S: conv 3x3 -> BN -> ReLU, then two residual units."""
+
+    def __init__(self, channels, dtype="float32"):
+        self.conv = nn.Conv2d(3, channels, 3, 1, 1, dtype=dtype)
+        self.bn = nn.BatchNorm2d(channels, dtype=dtype)
+        self.units = [ResidualUnit(channels, dtype), ResidualUnit(channels, dtype)]
+
+    def forward(self, x):
+        x = relu(self.bn(self.conv(x)))
+        for unit in self.units:
+            x = unit(x)
+        return x
+
+
+class Resample(nn.Module):
+    """One down or up level: a main path and a projection shortcut, summed, then a residual unit.
+
+    down: main BRC 3x3/2 then BRC 3x3, shortcut BRC 1x1/2 (halves the size).
+    up:   main BRD 4x4/2 then BRC 3x3, shortcut BRD 2x2/2 (doubles it).
+    """
+
+    def __init__(self, direction, in_channels, out_channels, dtype="float32"):
+        if direction == "down":
+            first, shortcut = brc(in_channels, out_channels, 3, 2, 1, dtype), brc(in_channels, out_channels, 1, 2, 0, dtype)
+        else:
+            first, shortcut = brd(in_channels, out_channels, 4, 2, 1, dtype), brd(in_channels, out_channels, 2, 2, 0, dtype)
+        self.main = nn.Sequential(first, brc(out_channels, out_channels, 3, 1, 1, dtype))
+        self.shortcut = shortcut
+        self.unit = ResidualUnit(out_channels, dtype)
+
+    def forward(self, x):
+        return self.unit(self.main(x) + self.shortcut(x))
 
 
 class Output:
-    """What the network computes for a batch: CE logits (B, 2, S, S) and the feature map f
-    (B, 16, S, S) before normalisation (None for ce-plain)."""
+    """What the network computes for a batch: CE logits z (B, 2, S, S), the features
+    f = tanh(...) (B, 16, S, S) before L2 normalisation (None for ce-only and ce-plain), and the
+    13 upsampled scale maps (B, 13, S, S) (None for ce-plain)."""
 
-    def __init__(self, logits, features):
-        self.logits, self.features = logits, features
+    def __init__(self, logits, features, scale_maps):
+        self.logits, self.features, self.scale_maps = logits, features, scale_maps
 
 
 class MEnet(nn.Module):
     def __init__(self, config=MEnetConfig()):
         self.config = config
-        c, L, dt = config.widths, config.layers_per_block, config.dtype
+        c, dt = config.widths, config.dtype
         k = config.image_size // 32
 
-        # "at each down-sampling step we double the number of feature channels using a
-        # convolution with stride 2"; block 5 compresses "all feature information into feature
-        # maps whose size are 1x1".
-        self.encoder = []
-        for i in range(6):
-            c_in = 3 if i == 0 else c[i - 1]
-            first = conv_bn_relu(c_in, c[i], 3, 2, 1, dt) if i < 5 else conv_bn_relu(c_in, c[i], k, 1, 0, dt)
-            self.encoder.append(nn.Sequential(first, *[conv_bn_relu(c[i], c[i], dtype=dt) for _ in range(L - 1)]))
-
-        # "each step in the decoder path consists of an upsampling of the feature map by a
-        # deconvolution after being concatenated the input with the short connection".
-        self.decoder = []
-        for i in reversed(range(6)):
-            c_in = c[5] if i == 5 else 2 * c[i]
-            c_out = c[max(i - 1, 0)]
-            up = deconv_bn_relu(c[i], c_out, k, 1, 0, dt) if i == 5 else deconv_bn_relu(c[i], c_out, 4, 2, 1, dt)
-            convs = [conv_bn_relu(c_in if j == 0 else c[i], c[i], dtype=dt) for j in range(L - 1)]
-            self.decoder.append(nn.Sequential(*convs, up))
+        # Attributes in the order the forward pass uses them, so that parameters() is too.
+        self.stem = Stem(c[0], dt)
+        self.down = [Resample("down", c[i - 1], c[i], dt) for i in range(1, 6)]
+        # "compress all feature information into feature maps whose size are 1 x 1"
+        self.squeeze = brc(c[5], c[5], k, 1, 0, dt)
+        self.expand = brd(c[5], c[5], k, 1, 0, dt)
+        self.up = [Resample("up", 2 * c[j + 1], c[j], dt) for j in reversed(range(5))]
 
         if config.variant == "ce-plain":
             # Table III's CE-plain: "does not utilize multi-scale information".
-            self.ce_head = nn.Conv2d(c[0], 2, 1, dtype=dt)
+            self.ce_head = nn.Sequential(nn.Conv2d(c[0], 2, 3, 1, 1, dtype=dt), nn.BatchNorm2d(2, dtype=dt))
             return
         # "each scale generates one output feature map of the same size via a single
         # convolution and up-sampling; while the first feature map is simply obtained from
-        # convolving the original image across its RGB channels".
-        scale_channels = [3] + c + [c[4], c[3], c[2], c[1], c[0], c[0]]
-        self.scale_convs = [nn.Conv2d(ch, 1, 3, 1, 1, dtype=dt) for ch in scale_channels]
-        # "we further use convolution operation with 16 kernels to generate the final feature map".
-        self.feature_conv = conv_bn_relu(len(scale_channels), config.feature_dim, dtype=dt)
-        # "we generate P(l = y) via a convolution with 2 kernels from feature extraction part".
-        self.ce_head = nn.Conv2d(config.feature_dim, 2, 1, dtype=dt)
+        # convolving the original image across its RGB channels"
+        scale_channels = [3] + c + c[:5] + [c[5]]          # image, e0..e5, g0..g4, d5
+        self.scale_maps = [brc(ch, 1, 3, 1, 1, dt) for ch in scale_channels]
+        if config.variant == "menet":
+            # "we further use convolution operation with 16 kernels to generate the final feature map"
+            self.feature_head = nn.Sequential(nn.Conv2d(len(scale_channels), config.feature_dim, 3, 1, 1, dtype=dt),
+                                              nn.BatchNorm2d(config.feature_dim, dtype=dt))
+        # "we generate P(l = y) via a convolution with 2 kernels from feature extraction part"
+        self.ce_head = nn.Sequential(nn.Conv2d(len(scale_channels), 2, 3, 1, 1, dtype=dt), nn.BatchNorm2d(2, dtype=dt))
 
     def forward(self, images):
-        """images: Tensor (B, 3, S, S), normalised as in data.normalize."""
+        """images: Tensor (B, 3, S, S), raw 0-255 RGB as ``data.normalize`` gives them."""
         size = self.config.image_size
         if images.ndim != 4 or images.shape[1] != 3 or images.shape[2:] != (size, size):
             raise ValueError(f"MEnet: expected images of shape (batch, 3, {size}, {size}) for this configuration, got {images.shape}")
-        scales = [images]
-        skips = []
-        x = images
-        for block in self.encoder:
-            x = block(x)
-            skips.append(x)
-        scales += skips
-        for i, block in zip(reversed(range(6)), self.decoder):
-            x = block(x if i == 5 else concat([x, skips[i]], axis=1))
-            scales.append(x)
+        encoded = [self.stem(images)]                                   # e0
+        for level in self.down:
+            encoded.append(level(encoded[-1]))                          # e1..e5
+        d5 = self.expand(self.squeeze(encoded[-1]))
+        decoded, x = [], d5
+        for level, skip in zip(self.up, reversed(encoded[1:])):
+            x = level(concat([x, skip], axis=1))                        # g4..g0
+            decoded.append(x)
         if self.config.variant == "ce-plain":
-            return Output(self.ce_head(x), None)
-        maps = [resize(conv(s), (size, size)) for conv, s in zip(self.scale_convs, scales)]
-        features = self.feature_conv(concat(maps, axis=1))
-        return Output(self.ce_head(features), features)
+            return Output(self.ce_head(x), None, None)
+        sources = [images] + encoded + decoded[::-1] + [d5]
+        maps = concat([upsample_nearest(scale_map(s), size // s.shape[2]) for scale_map, s in zip(self.scale_maps, sources)], axis=1)
+        features = tanh(self.feature_head(maps)) if self.config.variant == "menet" else None
+        return Output(self.ce_head(maps), features, maps)
 
     def loss(self, out, masks):
         """Eq. 4: L = L*_ML + lambda L_CE. Returns the total and its terms as floats."""
         cfg = self.config
-        ce = softmax_cross_entropy(out.logits, masks, cfg.hard_negative_mining)
+        ce = softmax_cross_entropy(out.logits, masks)
         if cfg.variant != "menet":
             return ce, {"ce": ce.item()}
-        ml = metric_loss(l2_normalize(out.features, cfg.normalize_eps), masks)
+        ml = metric_loss(out.features, masks, cfg.metric_gradient)
         return ml + ce * cfg.ce_weight, {"metric": ml.item(), "ce": ce.item()}
 
-    def saliency_maps(self, images):
-        """Inference: (metric map, CE map), each (B, S, S) in [0, 1]; see ``metric_saliency``.
+    def learning_rate_multipliers(self):
+        """(lr multiplier, weight-decay multiplier) per parameter, in ``parameters()`` order, as
+        the authors' solver sets them: convolution biases learn at twice the rate and without
+        weight decay; everything else (weights, batch-norm scales and shifts) at 1 and 1."""
+        conv_biases = {id(m.bias) for m in self.modules() if isinstance(m, nn.Conv2d) and m.bias is not None}
+        return [(2.0, 0.0) if id(p) in conv_biases else (1.0, 1.0) for p in self.parameters()]
 
-        The metric map is None for ce-plain and ce-only, whose features are not trained for it.
+    def saliency_maps(self, images):
+        """Inference: {"metric": ..., "metric_<other reading>": ..., "ce": ...}, each (B, S, S) in [0, 1].
+
+        "ce" is the softmax probability of the salient class. "metric" is Eq. 5
+        (``metric_saliency``) with the configuration's ``background`` reading, and the other
+        reading is given beside it, e.g. "metric_paper", so that both can be scored. The
+        ablation variants, whose features are not trained for Eq. 5, have only "ce".
         """
         was_training = self.training
         self.eval()
@@ -185,30 +227,81 @@ class MEnet(nn.Module):
             self.train(was_training)
         xp = out.logits.xp
         z = out.logits.data
-        p_salient = 0.5 * (1.0 + xp.tanh(0.5 * (z[:, 1] - z[:, 0])))  # softmax of two logits, without overflow
-        if self.config.variant != "menet":
-            return None, p_salient
-        features = l2_normalize(out.features, self.config.normalize_eps).data
-        return metric_saliency(features, p_salient), p_salient
+        maps = {"ce": 0.5 * (1.0 + xp.tanh(0.5 * (z[:, 1] - z[:, 0])))}  # softmax of two logits, without overflow
+        if out.features is not None:
+            y = unit_features(out.features.data)
+            for reading in BACKGROUND_ESTIMATES:
+                name = "metric" if reading == self.config.background else f"metric_{reading}"
+                maps[name] = metric_saliency(y, maps["ce"], reading)
+        return maps
 
 
-def metric_saliency(features, p_salient):
-    """Eq. 5: S_i = ||f^_i - E_{f_j ~ P_B} f^_j|| on the normalised features f^.
+# --- Eq. 5 ---------------------------------------------------------------------------------------
 
-    Omega_B is the set of pixels the CE head calls background (p_salient < 0.5), and P_B is
-    uniform on it. If the CE head calls every pixel salient, Omega_B is empty; we then take the
-    soft version of the same expectation, P_B(j) proportional to 1 - p_salient(j) over all
-    pixels. Each map is divided by its maximum so it spans [0, 1] (a map that is zero
-    everywhere stays zero).
+BORDER_BAND_AT_224 = 20     # the authors' band of border pixels, in pixels of a 224 x 224 input
+BORDER_SAMPLES = 100        # at most this many band pixels estimate the background
+BORDER_SEED = 0             # their sample is random; ours is fixed so a map is reproducible
+FALLBACK_FRACTION = 0.1     # paper reading with no pixel called background: the least salient 10 %
 
-    features (B, C, H, W), p_salient (B, H, W) -> (B, H, W).
+
+def metric_saliency(features, p_salient, background="authors"):
+    """Eq. 5: the distance of each unit feature y_i to the background centroid E_{j ~ P_B} y_j,
+    min-max scaled to [0, 1] per image (a constant map becomes 0).
+
+    ``background`` says how Omega_B and P_B are read:
+    - "paper": the text. Omega_B = the pixels the CE head calls background (p_salient < 0.5),
+      P_B uniform on it, S_i = ||y_i - mean||. With no such pixel (the CE head calls the whole
+      image salient), the least salient ``FALLBACK_FRACTION`` of the pixels stand in for it.
+    - "authors": their test code. Up to ``BORDER_SAMPLES`` pixels drawn (fixed seed) from the
+      band of width 20 S / 224 along the border where p_salient < 0.5 (the whole band if none
+      is), split greedily into two clusters (each pixel joins the cluster whose running mean is
+      nearer; the second cluster opens when a pixel is farther than 2, squared, from the first);
+      the larger cluster's mean is the centroid, and S_i = ||y_i - centroid||^2.
+
+    features (B, C, H, W) unit vectors, p_salient (B, H, W) -> (B, H, W).
     """
+    if background not in BACKGROUND_ESTIMATES:
+        raise ValueError(f"metric_saliency: background must be one of {BACKGROUND_ESTIMATES}, got {background!r}")
     xp = array_module(features)
-    background = (p_salient < 0.5).astype(features.dtype)
-    empty = background.sum(axis=(1, 2)) == 0
-    weights = xp.where(empty[:, None, None], 1.0 - p_salient, background)
-    weights = weights / weights.sum(axis=(1, 2), keepdims=True)
-    centre = (features * weights[:, None]).sum(axis=(2, 3), keepdims=True)
-    distance = xp.sqrt(((features - centre) ** 2).sum(axis=1))
-    peak = distance.max(axis=(1, 2), keepdims=True)
-    return xp.where(peak > 0, distance / xp.where(peak > 0, peak, 1), 0).astype(features.dtype)
+    estimate = _border_centroid if background == "authors" else _background_mean
+    centres = xp.stack([estimate(f, p) for f, p in zip(features, p_salient)])      # (B, C)
+    distance = ((features - centres[:, :, None, None]) ** 2).sum(axis=1)
+    if background == "paper":
+        distance = xp.sqrt(distance)
+    low = distance.min(axis=(1, 2), keepdims=True)
+    span = distance.max(axis=(1, 2), keepdims=True) - low
+    return xp.where(span > 0, (distance - low) / xp.where(span > 0, span, 1), 0).astype(features.dtype)
+
+
+def _background_mean(features, p_salient):
+    xp = array_module(features)
+    background = p_salient < 0.5
+    if not bool(background.any()):
+        flat = p_salient.reshape(-1)
+        count = max(1, int(FALLBACK_FRACTION * flat.size))
+        background = xp.zeros(flat.size, dtype=bool)
+        background[xp.argsort(flat)[:count]] = True
+        background = background.reshape(p_salient.shape)
+    return features[:, background].mean(axis=1)
+
+
+def _border_centroid(features, p_salient):
+    height, width = p_salient.shape
+    band = max(1, round(BORDER_BAND_AT_224 * height / 224))
+    in_band = numpy.ones((height, width), dtype=bool)
+    in_band[band:height - band, band:width - band] = False
+    candidates = numpy.flatnonzero(in_band & (to_numpy(p_salient) < 0.5))
+    if candidates.size == 0:
+        candidates = numpy.flatnonzero(in_band)
+    picked = numpy.random.default_rng(BORDER_SEED).choice(candidates, min(BORDER_SAMPLES, candidates.size), replace=False)
+    samples = to_numpy(features.reshape(features.shape[0], -1)[:, array_module(features).asarray(picked)]).T  # (n, C)
+    # Greedy split in the authors' order; a few hundred tiny vector operations, so on the host.
+    sums, counts = [samples[0].copy(), numpy.zeros_like(samples[0])], [1, 0]
+    for y in samples[1:]:
+        to_first = ((y - sums[0] / counts[0]) ** 2).sum()
+        to_second = ((y - sums[1] / counts[1]) ** 2).sum() if counts[1] else 2.0
+        k = 1 if to_first > to_second else 0
+        sums[k] += y
+        counts[k] += 1
+    k = 0 if counts[0] >= counts[1] else 1
+    return array_module(features).asarray(sums[k] / counts[k])

@@ -21,9 +21,13 @@ def parameter(array):
     return Tensor(backend.xp.asarray(array), requires_grad=True)
 
 
-def he_normal(shape, fan_in, dtype):
-    """He et al.'s initialisation for ReLU networks: N(0, 2 / fan_in)."""
-    return parameter(_init_rng.normal(0.0, math.sqrt(2.0 / fan_in), size=shape).astype(dtype))
+def xavier_uniform(shape, dtype):
+    """Caffe's "xavier" filler, which the authors use: U(-a, a) with a = sqrt(3 / fan_in) and
+    fan_in = the weight blob's size over its first axis (in kh kw for a convolution's
+    (out, in, kh, kw) weight; out kh kw for a transposed convolution's (in, out, kh, kw))."""
+    fan_in = math.prod(shape[1:])
+    bound = math.sqrt(3.0 / fan_in)
+    return parameter(_init_rng.uniform(-bound, bound, size=shape).astype(dtype))
 
 
 class Module:
@@ -43,6 +47,12 @@ class Module:
                 for i, item in enumerate(value):
                     if isinstance(item, Module):
                         yield f"{name}.{i}", item
+
+    def modules(self):
+        """This module and every module below it, depth first in attribute order."""
+        yield self
+        for _, child in self.children():
+            yield from child.modules()
 
     def named_parameters(self, prefix=""):
         for name, value in vars(self).items():
@@ -97,7 +107,7 @@ class Conv2d(Module):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True, dtype="float32"):
         kh, kw = kernel_size if isinstance(kernel_size, tuple) else (kernel_size, kernel_size)
         self.stride, self.padding = stride, padding
-        self.weight = he_normal((out_channels, in_channels, kh, kw), in_channels * kh * kw, dtype)
+        self.weight = xavier_uniform((out_channels, in_channels, kh, kw), dtype)
         self.bias = parameter(numpy.zeros(out_channels, dtype)) if bias else None
 
     def forward(self, x):
@@ -107,10 +117,8 @@ class Conv2d(Module):
 class ConvTranspose2d(Module):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0, bias=True, dtype="float32"):
         kh, kw = kernel_size if isinstance(kernel_size, tuple) else (kernel_size, kernel_size)
-        sh, sw = stride if isinstance(stride, tuple) else (stride, stride)
         self.stride, self.padding, self.output_padding = stride, padding, output_padding
-        # Each output pixel gathers about in_channels * kh * kw / (sh * sw) inputs: that is its fan-in.
-        self.weight = he_normal((in_channels, out_channels, kh, kw), max(1.0, in_channels * kh * kw / (sh * sw)), dtype)
+        self.weight = xavier_uniform((in_channels, out_channels, kh, kw), dtype)
         self.bias = parameter(numpy.zeros(out_channels, dtype)) if bias else None
 
     def forward(self, x):

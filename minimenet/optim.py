@@ -9,17 +9,22 @@ class SGD:
         p <- p - v
 
     With a constant learning rate this equals PyTorch's form (v <- momentum v + g; p <- p - lr v);
-    they differ only while lr changes (here, during warm-up), where Caffe's keeps the velocity
+    they differ only while lr changes (at a schedule's steps), where Caffe's keeps the velocity
     that was built at the old rate. The paper's values: lr 0.1, momentum 0.9, weight decay 1e-8.
 
+    ``multipliers``: one (lr multiplier, weight-decay multiplier) pair per parameter, Caffe's
+    ``lr_mult`` and ``decay_mult`` (e.g. ``MEnet.learning_rate_multipliers()``); default 1 and 1.
     ``clip_norm``, when set, rescales the whole gradient so its global L2 norm is at most that
-    value before the update (see ``train.py`` for why MEnet needs it).
+    value before the update.
     """
 
-    def __init__(self, parameters, lr, momentum=0.0, weight_decay=0.0, clip_norm=None):
+    def __init__(self, parameters, lr, momentum=0.0, weight_decay=0.0, clip_norm=None, multipliers=None):
         self.parameters = list(parameters)
         if not self.parameters:
             raise ValueError("SGD: got no parameters to optimise")
+        self.multipliers = list(multipliers) if multipliers is not None else [(1.0, 1.0)] * len(self.parameters)
+        if len(self.multipliers) != len(self.parameters):
+            raise ValueError(f"SGD: got {len(self.multipliers)} multiplier pairs for {len(self.parameters)} parameters; give one per parameter")
         self.lr, self.momentum, self.weight_decay, self.clip_norm = lr, momentum, weight_decay, clip_norm
         self.velocities = [p.xp.zeros_like(p.data) for p in self.parameters]
 
@@ -38,15 +43,16 @@ class SGD:
         """One update; returns the gradient norm before clipping."""
         norm = self.grad_norm()
         scale = min(1.0, self.clip_norm / (norm + 1e-12)) if self.clip_norm else 1.0
-        for p, v in zip(self.parameters, self.velocities):
+        for p, v, (lr_mult, decay_mult) in zip(self.parameters, self.velocities, self.multipliers):
             if p.grad is None:
                 continue
-            # In place, term by term: the paper preset has 66 million parameters, and every
+            # In place, term by term: the paper preset has 185 million parameters, and every
             # temporary array is a pass over all of them.
+            lr = self.lr * lr_mult
             v *= self.momentum
-            v += (self.lr * scale) * p.grad
-            if self.weight_decay:
-                v += (self.lr * self.weight_decay) * p.data
+            v += (lr * scale) * p.grad
+            if self.weight_decay * decay_mult:
+                v += (lr * self.weight_decay * decay_mult) * p.data
             p.data -= v
         return norm
 

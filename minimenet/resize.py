@@ -1,4 +1,9 @@
-"""Bilinear resizing as two small matrix products.
+"""Resizing feature maps: nearest-neighbour block replication (MEnet's scale maps) and bilinear.
+
+``upsample_nearest`` copies each pixel into an f x f block, the authors' resize layer for the
+13 scale maps; its backward sums each block.
+
+``resize`` is bilinear, as two small matrix products (kept for saliency maps and images).
 
 Sampling convention: half-pixel centres (``align_corners=False``, as PyTorch's and OpenCV's
 default). Output pixel o of a side resized from n_in to n_out samples the input at
@@ -43,6 +48,26 @@ def _matrix_on(xp, n_out, n_in, dtype):
     if key not in _device_matrices:
         _device_matrices[key] = xp.asarray(interpolation_matrix(n_out, n_in, dtype))
     return _device_matrices[key]
+
+
+def upsample_nearest(x, factor):
+    """y[n, c, i, j] = x[n, c, i // f, j // f] for x (N, C, H, W) and an integer factor f >= 1.
+
+    Backward: each input pixel fed the f x f block it was copied to, so dx sums that block of dy.
+    """
+    if x.ndim != 4:
+        raise ValueError(f"upsample_nearest: input must be 4-D (batch, channels, height, width), got shape {x.shape}")
+    if not isinstance(factor, int) or factor < 1:
+        raise ValueError(f"upsample_nearest: factor must be a positive int, got {factor!r}")
+    n, c, h, w = x.shape
+    if factor == 1:
+        return x
+    xp = x.xp
+    y = xp.broadcast_to(x.data[:, :, :, None, :, None], (n, c, h, factor, w, factor)).reshape(n, c, h * factor, w * factor)
+
+    def backward(g):
+        return (g.reshape(n, c, h, factor, w, factor).sum(axis=(3, 5)),)
+    return Tensor.from_op(y, (x,), backward, "upsample_nearest")
 
 
 def resize(x, size):

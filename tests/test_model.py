@@ -7,56 +7,130 @@ from minimenet.model import MEnet, MEnetConfig, metric_saliency
 
 
 def small_config(**changes):
-    return MEnetConfig(image_size=32, width=2, max_width=4, **changes)
+    return MEnetConfig(**{"image_size": 32, "width": 2, **changes})
 
 
 def random_batch(config, batch=2, seed=0, dtype="float32"):
     rng = np.random.default_rng(seed)
     s = config.image_size
-    images = rng.standard_normal((batch, 3, s, s)).astype(dtype)
+    images = rng.uniform(0, 255, (batch, 3, s, s)).astype(dtype)
     yy, xx = np.mgrid[:s, :s]
     masks = np.stack([((yy - s / 2 - i) ** 2 + (xx - s / 2) ** 2 < (s / 4) ** 2) for i in range(batch)]).astype(np.int32)
     return mm.Tensor(mm.xp.asarray(images)), masks  # on the parameters' backend (CuPy under MINIMENET_DEVICE=gpu)
 
 
-def test_paper_preset_has_the_expected_parameter_count():
-    # Counted from the layers: 66 261 562, the "about 66.3 M" of the issue and NOTES.md.
-    assert MEnet(MEnetConfig.preset("paper")).num_parameters() == 66_261_562
+def test_paper_preset_is_the_authors_network():
+    # 184 959 166 parameters, counted from the authors' layer list (reference/authors-menet.md).
+    model = MEnet(MEnetConfig.preset("paper"))
+    assert model.num_parameters() == 184_959_166
+    assert MEnetConfig.preset("paper").widths == [32, 64, 128, 256, 512, 1024]
 
 
-def test_widths_double_then_cap():
-    assert MEnetConfig.preset("paper").widths == [32, 64, 128, 256, 512, 512]
-    assert MEnetConfig.preset("tiny").widths == [8, 16, 32, 64, 64, 64]
+def test_tiny_preset_is_the_same_network_scaled():
+    assert MEnet(MEnetConfig.preset("tiny")).num_parameters() == 1_428_690
+    assert MEnetConfig.preset("tiny").widths == [4, 8, 16, 32, 64, 128]
 
 
-def test_encoder_and_decoder_hold_four_layers_per_block():
+def test_seventy_two_convolutions_and_seventy_two_batch_norms():
     model = MEnet(MEnetConfig.preset("tiny"))
-    weights = [name for name, p in model.named_parameters() if p.ndim == 4 and name.startswith(("encoder", "decoder"))]
-    # 6 encoder blocks x 4 convs + 6 decoder blocks x (3 convs + 1 deconvolution).
-    assert len(weights) == 48
+    modules = list(model.modules())
+    convs = [m for m in modules if isinstance(m, mm.nn.Conv2d)]
+    deconvs = [m for m in modules if isinstance(m, mm.nn.ConvTranspose2d)]
+    assert len(convs) + len(deconvs) == 72 and len(deconvs) == 11  # expand + 5 x (4x4 main, 2x2 shortcut)
+    assert sum(isinstance(m, mm.nn.BatchNorm2d) for m in modules) == 72
+    assert all(m.bias is not None for m in convs) and all(m.bias is None for m in deconvs)
 
 
-def test_every_scale_and_output_has_the_documented_shape():
+def test_every_level_has_the_documented_shape():
     config = MEnetConfig.preset("tiny")
     model = MEnet(config)
     images, masks = random_batch(config, batch=2)
+    c, s = config.widths, config.image_size
+    encoded = [model.stem(images)]
+    for level in model.down:
+        encoded.append(level(encoded[-1]))
+    assert [e.shape for e in encoded] == [(2, c[i], s >> i, s >> i) for i in range(6)]
+    bottleneck = model.squeeze(encoded[-1])
+    assert bottleneck.shape == (2, c[5], 1, 1)
+    x = d5 = model.expand(bottleneck)
+    assert d5.shape == encoded[5].shape
+    for j, (level, skip) in zip(reversed(range(5)), zip(model.up, reversed(encoded[1:]))):
+        x = level(mm.concat([x, skip]))
+        assert x.shape == (2, c[j], s >> j, s >> j)
     out = model(images)
-    assert out.logits.shape == (2, 2, 64, 64) and out.features.shape == (2, 16, 64, 64)
+    assert out.scale_maps.shape == (2, 13, s, s)
+    assert out.logits.shape == (2, 2, s, s) and out.features.shape == (2, 16, s, s)
+    assert np.abs(mm.backend.to_numpy(out.features.data)).max() <= 1  # tanh
     loss, parts = model.loss(out, masks)
     assert set(parts) == {"metric", "ce"} and np.isclose(loss.item(), parts["metric"] + parts["ce"], rtol=1e-5)
 
 
-@pytest.mark.parametrize("variant, terms", [("ce-only", {"ce"}), ("ce-plain", {"ce"})])
-def test_ablation_variants_train_on_cross_entropy_alone(variant, terms):
+def test_scale_maps_are_block_copies_of_each_level(monkeypatch):
+    """Scale map 6 (on e5, S/32) must be constant on 32 x 32 blocks, and map 1 (on e0) need not be."""
+    config = small_config()
+    out = MEnet(config)(random_batch(config)[0])
+    maps = mm.backend.to_numpy(out.scale_maps.data)
+    e5_map = maps[:, 6]
+    assert np.all(e5_map == e5_map[:, :1, :1])
+    d5_map, g4_map = maps[:, 12], maps[:, 11]
+    assert np.all(d5_map == d5_map[:, :1, :1]) and np.all(g4_map[:, :16, :16] == g4_map[:, :1, :1])
+    assert np.ptp(maps[:, 1]) > 0
+
+
+def test_parameters_are_listed_in_the_order_the_forward_pass_uses_them(monkeypatch):
+    config = small_config()
+    model = MEnet(config)
+    images, _ = random_batch(config)
+    used, seen = [], set()
+    original = mm.Tensor.from_op.__func__
+
+    def record(cls, data, parents, backward, op):
+        for p in parents:
+            if p.requires_grad and p.op == "leaf" and id(p) not in seen:
+                seen.add(id(p))
+                used.append(p)
+        return original(cls, data, parents, backward, op)
+    monkeypatch.setattr(mm.Tensor, "from_op", classmethod(record))
+    model(images)
+    assert [id(p) for p in used] == [id(p) for p in model.parameters()]
+
+
+def test_learning_rate_multipliers_double_convolution_biases_only():
+    model = MEnet(small_config())
+    multipliers = dict(zip((name for name, _ in model.named_parameters()), model.learning_rate_multipliers()))
+    assert multipliers["stem.conv.bias"] == (2.0, 0.0) and multipliers["scale_maps.0.layers.2.bias"] == (2.0, 0.0)
+    assert multipliers["stem.conv.weight"] == (1.0, 1.0) and multipliers["stem.bn.bias"] == (1.0, 1.0)
+    assert multipliers["up.0.main.layers.0.layers.2.weight"] == (1.0, 1.0)
+    assert sum(m == (2.0, 0.0) for m in multipliers.values()) == 61  # every convolution, no transposed one
+
+
+def test_xavier_initialisation_follows_caffe():
+    mm.manual_seed(0)
+    model = MEnet(MEnetConfig.preset("tiny"))
+    named = dict(model.named_parameters())
+    conv = mm.backend.to_numpy(named["down.4.main.layers.1.layers.2.weight"].data)      # (128, 128, 3, 3)
+    deconv = mm.backend.to_numpy(named["up.0.main.layers.0.layers.2.weight"].data)      # (256, 64, 4, 4)
+    for weight, fan_in in ((conv, 128 * 9), (deconv, 64 * 16)):
+        bound = np.sqrt(3 / fan_in)
+        assert np.abs(weight).max() <= bound and np.abs(weight).max() > 0.99 * bound
+        assert abs(weight.std() - bound / np.sqrt(3)) < 0.02 * bound
+    assert all(not mm.backend.to_numpy(named[n].data).any() for n in named if n.endswith("bias") and "bn" not in n
+               and ".layers.1." not in n)
+
+
+@pytest.mark.parametrize("variant, terms, maps", [("ce-only", {"ce"}, {"ce"}), ("ce-plain", {"ce"}, {"ce"}),
+                                                  ("menet", {"ce", "metric"}, {"ce", "metric", "metric_paper"})])
+def test_ablation_variants(variant, terms, maps):
     config = small_config(variant=variant)
     model = MEnet(config)
     images, masks = random_batch(config)
     out = model(images)
-    assert (out.features is None) == (variant == "ce-plain")
+    assert (out.features is None) == (variant != "menet")
+    assert (out.scale_maps is None) == (variant == "ce-plain")
     _, parts = model.loss(out, masks)
     assert set(parts) == terms
-    metric_map, ce_map = model.saliency_maps(images)
-    assert metric_map is None and ce_map.shape == (2, 32, 32)
+    result = model.saliency_maps(images)
+    assert set(result) == maps and all(m.shape == (2, 32, 32) for m in result.values())
 
 
 def test_wrong_image_size_is_a_clear_error():
@@ -65,11 +139,15 @@ def test_wrong_image_size_is_a_clear_error():
         model(mm.Tensor(np.zeros((1, 3, 64, 64), np.float32)))
 
 
-def test_config_rejects_sizes_that_are_not_multiples_of_32():
+def test_config_errors_name_the_field():
     with pytest.raises(ValueError, match="multiple of 32"):
         MEnetConfig(image_size=48)
     with pytest.raises(ValueError, match="unknown preset"):
         MEnetConfig.preset("huge")
+    with pytest.raises(ValueError, match="metric_gradient must be one of"):
+        MEnetConfig(metric_gradient="approximate")
+    with pytest.raises(ValueError, match="background must be one of"):
+        MEnetConfig(background="centre")
 
 
 def test_whole_model_gradcheck_in_float64():
@@ -78,56 +156,93 @@ def test_whole_model_gradcheck_in_float64():
     eps is 1e-7 rather than gradcheck's 1e-5: with thousands of ReLUs (and the mining's ranking),
     a 1e-5 step moves some unit across its kink and the difference quotient then measures
     a different branch; 1e-7 keeps every unit on its side for this seed while float64's rounding
-    error stays below the 1e-6 tolerance.
+    error stays below the 1e-6 tolerance. S = 64, not 32: at 32 the deepest level is 1 x 1, and
+    its batch norms over a batch of 2 standardise two numbers, a function so curved that no
+    step size fits. The exact metric gradient is the gradient of the value; the authors' one
+    is checked against its surrogate in test_core_losses.py.
     """
     mm.manual_seed(3)
-    config = small_config(dtype="float64")
+    config = small_config(dtype="float64", metric_gradient="exact", image_size=64)
     model = MEnet(config)
     images, masks = random_batch(config, dtype="float64", seed=1)
     images.requires_grad = True
     named = dict(model.named_parameters())
-    chosen = [named[n] for n in ("encoder.0.layers.0.layers.0.weight",        # strided conv
-                                 "encoder.5.layers.0.layers.0.weight",        # global k x k conv
-                                 "encoder.2.layers.1.layers.1.weight",        # batch-norm scale
-                                 "decoder.0.layers.3.layers.0.weight",        # k x k deconvolution
-                                 "decoder.3.layers.3.layers.0.weight",        # 4x4 stride-2 deconvolution
-                                 "scale_convs.7.bias",                        # scale map conv (bias)
-                                 "feature_conv.layers.0.weight",              # the 16-kernel conv
-                                 "ce_head.weight")]                           # CE head
+    chosen = [named[n] for n in ("down.0.main.layers.0.layers.2.weight",      # 3x3 stride-2 conv
+                                 "down.2.shortcut.layers.2.weight",           # 1x1 stride-2 shortcut
+                                 "squeeze.layers.2.weight",                   # global k x k conv (k = 2)
+                                 "stem.units.1.body.layers.0.layers.0.weight",  # batch-norm scale
+                                 "expand.layers.2.weight",                    # k x k deconvolution
+                                 "up.3.main.layers.0.layers.2.weight",        # 4x4 stride-2 deconvolution
+                                 "up.1.shortcut.layers.2.weight",             # 2x2 stride-2 deconvolution
+                                 "scale_maps.7.layers.2.bias",                # scale map conv (bias)
+                                 "feature_head.layers.0.weight",              # the 16-kernel conv
+                                 "ce_head.layers.1.bias")]                    # CE head's batch norm
 
     def total_loss(*_):
         return model.loss(model(images), masks)[0]
     report = mm.gradcheck(total_loss, [images] + chosen, eps=1e-7, max_elements=3)
-    assert report.ok and len(report.rows) == 9
+    assert report.ok and len(report.rows) == 11
 
 
-def test_metric_saliency_measures_distance_to_the_background_mean():
+def test_paper_reading_measures_distance_to_the_background_mean():
     # Two background pixels at e0, one salient pixel at e1: distances 0, 0, sqrt(2) -> 0, 0, 1.
     features = np.zeros((1, 2, 1, 3))
     features[0, 0, 0, :2] = 1
     features[0, 1, 0, 2] = 1
     p_salient = np.array([[[0.1, 0.2, 0.9]]])
-    np.testing.assert_allclose(metric_saliency(features, p_salient), [[[0, 0, 1]]], atol=1e-12)
+    np.testing.assert_allclose(metric_saliency(features, p_salient, "paper"), [[[0, 0, 1]]], atol=1e-12)
 
 
-def test_metric_saliency_with_no_background_uses_soft_weights():
-    # Every pixel called salient: the centre becomes the (1 - p)-weighted mean, still finite.
-    features = np.zeros((1, 2, 1, 2))
-    features[0, 0, 0, 0] = 1
-    features[0, 1, 0, 1] = 1
-    p_salient = np.array([[[0.6, 0.9]]])
-    maps = metric_saliency(features, p_salient)
-    centre = (0.4 * np.array([1, 0]) + 0.1 * np.array([0, 1])) / 0.5
-    distances = [np.linalg.norm(np.array([1, 0]) - centre), np.linalg.norm(np.array([0, 1]) - centre)]
-    np.testing.assert_allclose(maps[0, 0], np.array(distances) / max(distances))
-    assert np.isfinite(maps).all() and maps.max() == 1
+def test_paper_reading_of_an_image_called_salient_everywhere_still_gives_a_map():
+    # Once a 0/0 gave an all-zero map here. Pixels 0-4 at e0, 5-9 at e1; the least salient
+    # pixel (7) stands in for the background, so the e0 half lights up.
+    features = np.zeros((1, 2, 1, 10))
+    features[0, 0, 0, :5] = 1
+    features[0, 1, 0, 5:] = 1
+    p_salient = np.full((1, 1, 10), 0.9)
+    p_salient[0, 0, 7] = 0.6
+    maps = metric_saliency(features, p_salient, "paper")
+    np.testing.assert_allclose(maps[0, 0], [1] * 5 + [0] * 5, atol=1e-12)
+
+
+def border_scene(size=64, salient_everywhere=False):
+    """Unit features: background at b on most of the border, a foreign patch at -b on part of
+    it, an object at e1 inside; the band is round(20 * 64 / 224) = 6 pixels wide."""
+    b, e1 = np.array([1.0, 0, 0]), np.array([0, 1.0, 0])
+    features = np.zeros((1, 3, size, size)) + b[None, :, None, None]
+    features[0, :, :6, :20] = -b[:, None, None]                   # 120 of the band's 1392 pixels
+    features[0, :, 20:44, 20:44] = e1[:, None, None]
+    p_salient = np.full((1, size, size), 1.0 if salient_everywhere else 0.1)
+    p_salient[0, 20:44, 20:44] = 0.9
+    p_salient[0, -6:, :] = 0.7                                     # called salient: never sampled
+    features[0, :, -6:, :] = e1[:, None, None]
+    return features, p_salient
+
+
+def test_authors_reading_uses_the_border_majority_and_squared_distances():
+    features, p_salient = border_scene()
+    maps = metric_saliency(features, p_salient, "authors")
+    # Centroid b (the bigger cluster of the sample): b -> 0, e1 -> |e1 - b|^2 = 2, -b -> 4.
+    assert np.all(maps[0, 30:40, 30:40] == 0.5) and np.all(maps[0, :6, :20] == 1) and maps[0, 10, 50] == 0
+    np.testing.assert_array_equal(maps, metric_saliency(features, p_salient, "authors"))  # fixed seed
+    paper = metric_saliency(features, p_salient, "paper")
+    assert not np.allclose(paper, maps)
+
+
+def test_authors_reading_of_an_image_called_salient_everywhere_samples_the_whole_band():
+    features, p_salient = border_scene(salient_everywhere=True)
+    maps = metric_saliency(features, p_salient, "authors")
+    assert np.isfinite(maps).all() and maps.min() == 0 and maps.max() == 1
+    # The band is mostly b, so b is still the background.
+    assert maps[0, 10, 50] == 0 and np.all(maps[0, :6, :20] == 1)
 
 
 def test_saliency_maps_lie_in_unit_interval_and_restore_training_mode():
     config = small_config()
     model = MEnet(config)
     images, _ = random_batch(config)
-    metric_map, ce_map = model.saliency_maps(images.data)
+    maps = model.saliency_maps(images.data)
     assert model.training
-    for m in (metric_map, ce_map):
+    for m in maps.values():
+        m = mm.backend.to_numpy(m)
         assert m.shape == (2, 32, 32) and m.min() >= 0 and m.max() <= 1

@@ -28,7 +28,7 @@ def synthetic(tmp_path_factory):
 
 
 def config(data, out, **changes):
-    options = dict(data=str(data), out=str(out), image_size=32, width=2, max_width=4, iterations=4, batch_size=2,
+    options = dict(data=str(data), out=str(out), image_size=32, width=2, iterations=4, batch_size=2,
                    lr=0.01, warmup=2, val_every=100, checkpoint_every=100, log_every=1)
     options.update(changes)
     return TrainConfig(**options)
@@ -51,9 +51,23 @@ def assert_same_training(actual, expected, name):
         np.testing.assert_array_equal(actual, expected, err_msg=name)
 
 
-def test_a_resumed_run_matches_an_uninterrupted_one(synthetic, tmp_path):
+def test_a_resumed_run_matches_an_uninterrupted_one(synthetic, tmp_path, monkeypatch):
+    # Stopped by SIGTERM during iteration 3 of 6 (the lr schedule depends on the run's length,
+    # so the first part must be a run of 6 too), then resumed.
+    real_loss = MEnet.loss
+    calls = []
+
+    def loss_then_sigterm(self, out, masks):
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_loss(self, out, masks)
     run(config(synthetic, tmp_path / "straight", iterations=6))
-    run(config(synthetic, tmp_path / "resumed", iterations=3))
+    monkeypatch.setattr(MEnet, "loss", loss_then_sigterm)
+    with pytest.raises(KeyboardInterrupt):
+        run(config(synthetic, tmp_path / "resumed", iterations=6))
+    monkeypatch.setattr(MEnet, "loss", real_loss)
+    assert final_parameters(tmp_path / "resumed")["meta"]["iteration"] == 3
     run(config(synthetic, tmp_path / "resumed", iterations=6), resume=True)
     straight, resumed = final_parameters(tmp_path / "straight"), final_parameters(tmp_path / "resumed")
     assert straight["meta"]["iteration"] == resumed["meta"]["iteration"] == 6
@@ -108,8 +122,8 @@ def test_an_interrupt_saves_at_the_end_of_the_iteration_and_resume_finishes(synt
     monkeypatch.setattr(MEnet, "loss", real_loss)
     run(cfg, resume=True)
     run(config(synthetic, tmp_path / "straight", iterations=5))
-    assert_same_training(final_parameters(cfg.out)["model"]["ce_head.weight"],
-                         final_parameters(tmp_path / "straight")["model"]["ce_head.weight"], "ce_head.weight")
+    name = "ce_head.layers.0.weight"
+    assert_same_training(final_parameters(cfg.out)["model"][name], final_parameters(tmp_path / "straight")["model"][name], name)
 
 
 def test_a_failed_checkpoint_write_leaves_the_previous_one_intact(synthetic, tmp_path, monkeypatch):
@@ -157,10 +171,20 @@ def test_learning_rate_warms_up_linearly_then_stays():
     assert [training.learning_rate(cfg, i) for i in range(6)] == pytest.approx([0.025, 0.05, 0.075, 0.1, 0.1, 0.1])
 
 
-def test_preset_defaults_follow_the_paper():
+def test_preset_defaults_follow_the_authors_solver():
     paper = TrainConfig(preset="paper")
-    assert (paper.lr, paper.momentum, paper.weight_decay, paper.batch_size, paper.iterations) == (0.1, 0.9, 1e-8, 5, 110_000)
-    assert paper.model_config().image_size == 224
+    assert (paper.lr, paper.momentum, paper.weight_decay, paper.batch_size, paper.iterations) == (0.1, 0.9, 1e-8, 5, 100_000)
+    assert (paper.warmup, paper.clip_norm) == (0, 0)
+    assert paper.model_config().image_size == 224 and paper.model_config().width == 32
+
+
+def test_learning_rate_is_divided_by_ten_at_sixty_and_ninety_percent():
+    paper = TrainConfig(preset="paper")
+    lrs = {i: training.learning_rate(paper, i) for i in (0, 59_999, 60_000, 89_999, 90_000, 99_999)}
+    assert lrs == pytest.approx({0: 0.1, 59_999: 0.1, 60_000: 0.01, 89_999: 0.01, 90_000: 0.001, 99_999: 0.001})
+    tiny = TrainConfig(preset="tiny", iterations=2000, warmup=10)
+    assert training.learning_rate(tiny, 0) == pytest.approx(0.01) and training.learning_rate(tiny, 9) == pytest.approx(0.1)
+    assert training.learning_rate(tiny, 1199) == pytest.approx(0.1) and training.learning_rate(tiny, 1200) == pytest.approx(0.01)
 
 
 # --- The example scripts ---------------------------------------------------------------------------
@@ -182,7 +206,7 @@ def script(name, *args):
 def test_train_evaluate_and_predict_scripts_on_both_layouts(synthetic, tmp_path):
     out = tmp_path / "run"
     trained = script("train_msra10k.py", "--data", synthetic, "--out", out, "--image-size", 32, "--width", 2,
-                     "--max-width", 4, "--iterations", 2, "--batch-size", 2)
+                     "--iterations", 2, "--batch-size", 2)
     assert trained.returncode == 0, trained.stderr
     assert "metric map: max F" in trained.stdout and (out / "predictions.png").exists()
 
