@@ -184,6 +184,11 @@ def _bound_to_input(x, w_shape, stride, padding):
 
 
 def _check(op, x, w, b, weight_layout):
+    for name, value in (("input", x), ("weight", w), ("bias", b)):
+        if value is not None and not isinstance(value, Tensor):
+            # Without this, a NumPy array fails deep inside with "AttributeError ... 'xp'".
+            raise TypeError(f"{op}: {name} must be a minimenet Tensor, got {type(value).__module__}."
+                            f"{type(value).__qualname__}; wrap it first: Tensor(array)")
     if x.ndim != 4:
         raise ValueError(f"{op}: input must be 4-D (batch, channels, height, width), got shape {x.shape}")
     if w.ndim != 4:

@@ -60,18 +60,21 @@ def gradcheck(fn, inputs, eps=1e-5, rtol=1e-6, floor=1e-3, max_elements=None, se
         if not t.requires_grad:
             continue
         analytic = to_numpy(t.grad) if t.grad is not None else numpy.zeros(t.shape)
-        flat = t.data.reshape(-1)
-        indices = numpy.arange(flat.size)
-        if max_elements is not None and flat.size > max_elements:
-            indices = rng.choice(flat.size, max_elements, replace=False)
+        size = t.data.size
+        indices = numpy.arange(size)
+        if max_elements is not None and size > max_elements:
+            indices = rng.choice(size, max_elements, replace=False)
         max_abs = max_rel = 0.0
         for k in indices:
-            original = flat[k].item()
-            flat[k] = original + eps
+            # Perturb t.data itself through a multi-index: reshape(-1) of a non-contiguous array
+            # (a transpose, a strided slice) is a copy, and perturbing that would leave F unchanged.
+            position = tuple(int(i) for i in numpy.unravel_index(k, t.shape))
+            original = t.data[position].item()
+            t.data[position] = original + eps
             plus = scalar()
-            flat[k] = original - eps
+            t.data[position] = original - eps
             minus = scalar()
-            flat[k] = original
+            t.data[position] = original
             numeric = (plus - minus) / (2 * eps)
             a = analytic.reshape(-1)[k]
             error = abs(a - numeric)

@@ -5,9 +5,11 @@ reproduced step by step so that the numbers agree with it to floating-point roun
 
 * Prediction: a uint8 map is divided by 255; a float map must already lie in [0, 1]. Then, by
   default, the map is min-max normalised (MATLAB's ``mapminmax``) unless it is constant.
-* Ground truth: a bool mask is used as it is; an integer mask whose values are only 0 and 1 is a
-  label map (1 = salient, as ``minimenet.data`` produces); any other integer mask is a grey image
-  and a pixel is salient when it is > 128, as in PySODMetrics.
+* Ground truth: binarised by ``minimenet.data.binarize_mask``, the very rule the data loader uses,
+  and a mask file path is read with ``minimenet.data.read_mask``: a bool mask is used as it is;
+  values only 0 and 1 are labels (1 = salient, as ``minimenet.data`` produces); exactly two values,
+  one of them 0 (0/255, 0/65535), make the other salient; anything else is a grey image, salient
+  where > 128 as in PySODMetrics (> 32896 for 16-bit values, > 128/255 for floats within [0, 1]).
 * Thresholds: the normalised map is scaled by 255 and truncated to an integer level v in 0..255;
   at threshold index t (t = 0..255) a pixel is predicted salient when v >= t. Index 0 therefore
   predicts everything salient; the curves here run from threshold 0 up to 255 (PySODMetrics stores
@@ -29,9 +31,12 @@ Two conventions for the mean and max F over a dataset, which differ by a few poi
 
 Adaptive F and MAE are the same under both. Report which max F you quote.
 """
+import os
+
 import numpy as np
 
 from .backend import to_numpy
+from .data import binarize_mask, read_mask
 
 BETA_SQUARED = 0.3
 NUM_THRESHOLDS = 256
@@ -62,17 +67,16 @@ def prepare_prediction(prediction, min_max_normalize=True):
 
 
 def prepare_ground_truth(mask):
-    """A ground-truth mask as a bool array (True = salient); see the module doc for the rules."""
+    """A ground-truth mask as a bool array (True = salient); see the module doc for the rules.
+
+    ``mask`` is an array, or the path of a mask file (read exactly as the data loader reads it).
+    """
+    if isinstance(mask, (str, os.PathLike)):
+        return read_mask(mask)
     mask = to_numpy(mask)
     if mask.ndim != 2:
         raise ValueError(f"a mask must be 2-D (H, W), got shape {mask.shape}")
-    if mask.dtype == bool:
-        return mask
-    if not np.issubdtype(mask.dtype, np.integer):
-        raise TypeError(f"a mask must be bool or an integer type, got {mask.dtype}")
-    if mask.size and mask.min() >= 0 and mask.max() <= 1:
-        return mask == 1
-    return mask > 128
+    return binarize_mask(mask)
 
 
 def _prepare_pair(prediction, mask, min_max_normalize):
@@ -156,7 +160,7 @@ class SaliencyMetrics:
         self._absolute_error_sum = 0.0
 
     def update(self, prediction, mask):
-        """Add one image: ``prediction`` (H, W) float in [0, 1] or uint8, ``mask`` (H, W) bool or integer."""
+        """Add one image: ``prediction`` (H, W) float in [0, 1] or uint8, ``mask`` (H, W) array or a mask file path."""
         prediction, mask = _prepare_pair(prediction, mask, self.min_max_normalize)
         precision, recall = _precision_recall(prediction, mask)
         self._precision_sum += precision

@@ -27,33 +27,89 @@ def no_grad():
         _grad_enabled = previous
 
 
+DEFAULT_FLOAT_DTYPE = "float32"
+
+
 class Tensor:
+    """An array (NumPy or CuPy) with the graph that computed it.
+
+    Integer and bool data (an array or Python numbers, not another Tensor) become
+    ``DEFAULT_FLOAT_DTYPE`` (float32) unless ``dtype`` is given:
+    gradients only exist for floats, and ops cast their scalar operands to the tensor's dtype, so
+    an integer tensor would turn ``* 2.5`` into ``* 2``. Float data keeps its precision.
+
+    In-place changes are checked as PyTorch does: every assignment to ``t.data``, augmented ones
+    included (``t.data += 1``, ``t.data = ...``), bumps ``t.version``; each op records its inputs'
+    versions, and ``backward()`` raises if an input changed after the forward pass, since its
+    gradient would silently use the new values. Tensors that share an array (``detach()``,
+    ``Tensor(t)``) share the counter. A write through an index (``t.data[i] = v``) goes straight
+    to the array and is not seen: write ``t.data = new_array`` instead when a graph may still use t.
+    """
+
     def __init__(self, data, requires_grad=False, dtype=None):
-        if isinstance(data, Tensor):
-            data = data.data
+        source = data if isinstance(data, Tensor) else None
+        if source is not None:
+            data = source._data
         module = array_module(data) if hasattr(data, "shape") else default_xp
-        self.data = module.asarray(data, dtype=dtype)
+        array = module.asarray(data, dtype=dtype)
+        if dtype is None and source is None and array.dtype.kind in "biu":
+            array = array.astype(DEFAULT_FLOAT_DTYPE)
+        self._data = array
+        # A one-element list, so that tensors viewing the same array can share one counter.
+        self._version_cell = source._version_cell if source is not None and array is source._data else [0]
         self.requires_grad = requires_grad
         self.grad = None
         self._parents = ()
+        self._parent_versions = ()
         self._backward = None
         self.op = "leaf"
 
+    @property
+    def data(self):
+        return self._data
+
+    @data.setter
+    def data(self, value):
+        # Reached by t.data = ... and by t.data += ... (Python stores the in-place result back).
+        self._data = value
+        self._version_cell[0] += 1
+
+    @property
+    def version(self):
+        """How many times ``data`` has been assigned (in place or not) since this tensor was made."""
+        return self._version_cell[0]
+
     @classmethod
     def from_op(cls, data, parents, backward, op):
-        """The result of an op: records its parents and local backward when a graph is wanted."""
-        out = cls(data)
+        """The result of an op: records its parents, their versions and local backward when a graph is wanted."""
+        out = cls(data, dtype=getattr(data, "dtype", None))
         if _grad_enabled and any(p.requires_grad for p in parents):
             out.requires_grad = True
             out._parents = tuple(parents)
+            out._parent_versions = tuple(p._version_cell[0] for p in out._parents)
             out._backward = backward
         out.op = op
         return out
 
-    shape = property(lambda self: self.data.shape)
-    dtype = property(lambda self: self.data.dtype)
-    ndim = property(lambda self: self.data.ndim)
-    xp = property(lambda self: array_module(self.data))
+    def _check_versions(self):
+        """Raise if this op's output or one of its inputs was changed in place after the forward pass."""
+        if self._version_cell[0] != 0:
+            raise RuntimeError(
+                f"backward(): the output of op {self.op} (shape {self.shape}) was changed in place after the forward "
+                f"pass (version {self._version_cell[0]}, expected 0), so its gradient would be wrong; recompute the "
+                "forward pass after the change, or change a copy (Tensor(t.data.copy()))")
+        for position, (parent, saved) in enumerate(zip(self._parents, self._parent_versions)):
+            if parent._version_cell[0] != saved:
+                raise RuntimeError(
+                    f"backward(): input {position} of op {self.op} (a {parent.op} tensor of shape {parent.shape}) "
+                    f"was changed in place after the forward pass (version {parent._version_cell[0]}, expected "
+                    f"{saved}), so its gradient would be wrong; recompute the forward pass after the change, or "
+                    "change a copy (Tensor(t.data.copy()))")
+
+    shape = property(lambda self: self._data.shape)
+    dtype = property(lambda self: self._data.dtype)
+    ndim = property(lambda self: self._data.ndim)
+    xp = property(lambda self: array_module(self._data))
 
     def __repr__(self):
         flag = ", requires_grad=True" if self.requires_grad else ""
@@ -67,8 +123,8 @@ class Tensor:
         return to_numpy(self.data)
 
     def detach(self):
-        """The same values, cut from the graph."""
-        return Tensor(self.data)
+        """The same values (the same array, sharing the in-place version counter), cut from the graph."""
+        return Tensor(self)
 
     def backward(self, grad=None):
         """Accumulate d(self)/d(leaf) into ``leaf.grad`` for every leaf that requires grad.
@@ -104,6 +160,9 @@ class Tensor:
                     if node.op != "leaf" and node._backward is None:
                         raise RuntimeError(f"backward() reached a {node.op} result whose graph an earlier backward() "
                                            "already freed: recompute the forward pass before calling backward() again")
+                    if node._backward is not None:
+                        # Checked for the whole graph before any gradient is accumulated.
+                        node._check_versions()
                     seen.add(id(node))
                     stack.append((node, True))
                     stack.extend((p, False) for p in node._parents if p.requires_grad)
@@ -122,12 +181,12 @@ class Tensor:
                     continue
                 key = id(parent)
                 pending[key] = parent_grad if key not in pending else pending[key] + parent_grad
-            node._parents, node._backward = (), None
+            node._parents, node._parent_versions, node._backward = (), (), None
 
     # Operators, so that models read like maths.
     def __add__(self, other): return add(self, other)
     def __radd__(self, other): return add(other, self)
-    def __sub__(self, other): return add(self, mul(other, -1.0))
+    def __sub__(self, other): return add(self, mul(as_tensor(other, self), -1.0))  # other may be a plain number
     def __rsub__(self, other): return add(other, mul(self, -1.0))
     def __mul__(self, other): return mul(self, other)
     def __rmul__(self, other): return mul(other, self)
@@ -225,6 +284,15 @@ def relu(x):
     def backward(g):
         return (g * positive,)
     return Tensor.from_op(x.data * positive, (x,), backward, "relu")
+
+
+def tanh(x):
+    """The features' squashing (the authors' TanH after the feature head's batch norm)."""
+    y = x.xp.tanh(x.data)
+
+    def backward(g):
+        return (g * (1 - y * y),)
+    return Tensor.from_op(y, (x,), backward, "tanh")
 
 
 def concat(tensors, axis=1):

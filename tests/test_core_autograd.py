@@ -206,3 +206,99 @@ def test_gradcheck_catches_a_gradient_that_misses_a_parent():
 def test_gradcheck_refuses_float32_inputs():
     with pytest.raises(TypeError, match="float64"):
         gradcheck(lambda x: x * x, [Tensor(np.ones(2, dtype=np.float32), requires_grad=True)])
+
+
+def test_gradcheck_perturbs_a_non_contiguous_input_itself():
+    # A transposed array: reshape(-1) of it is a copy, so a perturbation written into that copy
+    # never reached the input and every numeric gradient read 0 (a false FAIL).
+    base = np.random.default_rng(0).standard_normal((3, 4))
+    x = Tensor(base.T, requires_grad=True)
+    assert not x.data.flags["C_CONTIGUOUS"]
+    report = gradcheck(lambda x: x * x * x, [x])
+    assert report.ok and report.rows[0]["checked"] == 12
+    np.testing.assert_array_equal(x.data, base.T)  # every perturbation was undone
+    strided = Tensor(np.random.default_rng(1).standard_normal((4, 6))[:, ::2], requires_grad=True)
+    assert gradcheck(lambda x: x * x, [strided]).ok
+    with pytest.raises(GradcheckError, match="FAIL input 0"):  # and it still catches a wrong backward there
+        gradcheck(_op_with_wrong_backward, [Tensor(base.T, requires_grad=True)])
+
+
+# ----------------------------------------------------------------------------------------------
+# Integer data and in-place changes.
+
+def test_integer_and_bool_data_become_float32(xp):
+    scaled = Tensor(xp.arange(3)) * 2.5  # an int64 tensor used to cast 2.5 to 2 and give [0, 2, 4]
+    assert scaled.dtype == xp.float32
+    np.testing.assert_array_equal(to_numpy(scaled.data), [0.0, 2.5, 5.0])
+    assert Tensor(xp.asarray([True, False])).dtype == xp.float32
+    assert Tensor([1, 2, 3]).dtype == np.float32 and Tensor(7).dtype == np.float32
+    assert Tensor(xp.arange(3.0)).dtype == xp.float64  # floats keep their precision
+    assert Tensor(xp.arange(3), dtype="int64").dtype == xp.int64  # an explicit dtype is obeyed
+
+
+def test_integer_input_gets_a_float_gradient():
+    x = Tensor(np.arange(3), requires_grad=True)
+    (x * x * 0.5).sum().backward()
+    np.testing.assert_allclose(x.grad, [0.0, 1.0, 2.0])
+
+
+@pytest.mark.parametrize("change", ["augmented", "assigned", "through_detach"])
+def test_changing_an_input_in_place_after_the_forward_pass_raises_at_backward(xp, change):
+    x = Tensor(xp.asarray([1.0, 2.0, 3.0]), requires_grad=True)
+    w = Tensor(xp.asarray([4.0, 5.0, 6.0]), requires_grad=True)
+    loss = (x * w).sum()
+    if change == "augmented":
+        w.data += 1.0  # d loss / dx would silently read the new w
+    elif change == "assigned":
+        w.data = w.data * 2.0
+    else:
+        w.detach().data *= 3.0  # the same array, through another Tensor
+    with pytest.raises(RuntimeError, match=r"input 1 of op mul .* was changed in place after the forward pass "
+                                           r"\(version 1, expected 0\).*recompute the forward pass"):
+        loss.backward()
+    assert x.grad is None and w.grad is None  # checked before any gradient was accumulated
+    assert w.version == 1
+
+
+def test_changing_a_constant_operand_or_an_op_output_in_place_raises():
+    x = Tensor(np.array([1.0, -2.0]), requires_grad=True)
+    constant = Tensor(np.array([3.0, 4.0]))
+    loss = (x * constant).sum()
+    constant.data -= 1.0  # needs no gradient itself, but x's gradient is made of it
+    with pytest.raises(RuntimeError, match="input 1 of op mul"):
+        loss.backward()
+    hidden = x * x
+    loss = (hidden * 2.0).sum()
+    hidden.data += 5.0
+    with pytest.raises(RuntimeError, match=r"input 0 of op mul \(a mul tensor"):
+        loss.backward()
+
+
+def test_in_place_updates_between_iterations_still_work():
+    # SGD changes p.data in place after backward, and batch norm works on its own temporaries in
+    # place: neither may trip the version check.
+    from minimenet import SGD, batch_norm
+    rng = np.random.default_rng(0)
+    x = Tensor(rng.standard_normal((4, 2, 3, 3)), requires_grad=True)
+    gamma, beta = Tensor(np.ones(2), requires_grad=True), Tensor(np.zeros(2), requires_grad=True)
+    running_mean, running_var = np.zeros(2), np.ones(2)
+    optimiser = SGD([gamma, beta], lr=0.1, momentum=0.9)
+    losses = []
+    for _ in range(3):
+        optimiser.zero_grad()
+        out = batch_norm(x, gamma, beta, running_mean, running_var, training=True)
+        loss = ((out - 0.5) * (out - 0.5)).mean()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    assert gamma.version == 3 and losses[-1] < losses[0]
+
+
+def test_subtracting_a_plain_number(xp):
+    # x - 0.5 used to negate 0.5 as a "tensor" with no backend and fail with AttributeError.
+    x = Tensor(xp.asarray([1.0, 2.0], dtype=xp.float32), requires_grad=True)
+    y = x - 0.5
+    assert y.dtype == xp.float32
+    np.testing.assert_array_equal(to_numpy(y.data), [0.5, 1.5])
+    (y * y).sum().backward()
+    np.testing.assert_allclose(grad_of(x), [1.0, 3.0])

@@ -238,3 +238,18 @@ if backend.device == "gpu":  # defined only where CuPy runs, like the cupy cases
             conv2d(t(1, 3, 5, 5), on_gpu)
         with pytest.raises(TypeError, match=r"add: inputs mix NumPy and CuPy arrays"):
             t(4, 3, 3, 3) + on_gpu
+
+
+# Arrays where Tensors are expected --------------------------------------------------------------
+
+@pytest.mark.parametrize("op", [conv2d, conv_transpose2d])
+def test_conv_given_a_numpy_array_is_a_clear_type_error(op):
+    # It used to fail deep inside with "AttributeError: 'numpy.ndarray' object has no attribute 'xp'".
+    name = op.__name__
+    with pytest.raises(TypeError, match=rf"{name}: input must be a minimenet Tensor, got numpy.ndarray; "
+                                        r"wrap it first: Tensor\(array\)"):
+        op(np.zeros((1, 3, 5, 5)), t(3, 3, 3, 3))
+    with pytest.raises(TypeError, match=rf"{name}: weight must be a minimenet Tensor, got numpy.ndarray"):
+        op(t(1, 3, 5, 5), np.zeros((3, 3, 3, 3)))
+    with pytest.raises(TypeError, match=rf"{name}: bias must be a minimenet Tensor, got numpy.ndarray"):
+        op(t(1, 3, 5, 5), t(3, 3, 3, 3), np.zeros(3))

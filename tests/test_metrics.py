@@ -199,3 +199,18 @@ def test_matches_pysodmetrics_on_float_maps_and_bool_masks():
     assert results["max_f"] == pytest.approx(reference["fm"]["curve"].max(), abs=1e-6)
     assert results["adaptive_f"] == pytest.approx(reference["fm"]["adp"], abs=1e-6)
     assert results["mae"] == pytest.approx(reference_mae, abs=1e-6)
+
+
+def test_mask_rule_is_the_loaders_for_every_encoding():
+    # One rule with minimenet.data.binarize_mask (tests/test_data.py checks mask files end to end).
+    sixteen_bit = np.array([[0, 20000, 40000, 65535]], np.uint16)  # > 128 x 257 on the 16-bit scale
+    np.testing.assert_array_equal(metrics.prepare_ground_truth(sixteen_bit), [[False, False, True, True]])
+    dim_binary = np.array([[0, 100, 100, 0]], np.uint8)  # two values, one of them 0: the other is the object
+    np.testing.assert_array_equal(metrics.prepare_ground_truth(dim_binary), [[False, True, True, False]])
+    all_labels = np.ones((2, 2), np.int32)  # a fully salient 0/1 label mask
+    assert metrics.prepare_ground_truth(all_labels).all()
+    float_grey = np.array([[0.0, 0.3, 0.6, 1.0]])
+    np.testing.assert_array_equal(metrics.prepare_ground_truth(float_grey), [[False, False, True, True]])
+    assert metrics.mean_absolute_error(np.array([[0.0, 1.0, 1.0, 0.0]]), dim_binary) == 0
+    with pytest.raises(TypeError, match="a mask must be bool, integer or float, got <U1"):
+        metrics.prepare_ground_truth(np.array([["a", "b"]]))
