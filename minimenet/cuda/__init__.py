@@ -9,7 +9,7 @@ it is far too slow for training. docs/cuda.md explains both.
     conv2d_forward(x, w, stride, padding, kernels=None) -> y
     conv2d_input_grad(dy, w, x_shape, stride, padding, kernels=None) -> dx
     conv2d_weight_grad(x, dy, w_shape, stride, padding, kernels=None) -> dw
-    metric_loss(f, labels) -> (loss, grad)
+    metric_loss(y, labels, gradient="authors") -> (loss, grad)   # losses.metric_loss_arrays on the kernels
 
 ``kernels`` picks the convolution variant: "simple" (kernels/conv2d.cu), "tiled" or "tf32"
 (kernels/conv2d_tiled.cu); by default $MINIMENET_CONV_KERNELS, else "tiled".
