@@ -214,3 +214,137 @@ def test_mask_rule_is_the_loaders_for_every_encoding():
     assert metrics.mean_absolute_error(np.array([[0.0, 1.0, 1.0, 0.0]]), dim_binary) == 0
     with pytest.raises(TypeError, match="a mask must be bool, integer or float, got <U1"):
         metrics.prepare_ground_truth(np.array([["a", "b"]]))
+
+
+# --- S-measure, E-measure and weighted F against PySODMetrics --------------------------------------
+
+
+def blob_pairs(rng, count):
+    """Realistic-looking pairs: masks of several blobs (holes, border contact, thin parts) and maps
+    that are blurred, shifted, noisy versions of them or unrelated blobs; a few degenerate cases."""
+    pairs = []
+    for number in range(count):
+        height, width = rng.integers(20, 90, 2)
+        y, x = np.mgrid[0:height, 0:width]
+        mask = np.zeros((height, width), bool)
+        for _ in range(rng.integers(1, 4)):
+            cy, cx = rng.uniform(-5, height + 5), rng.uniform(-5, width + 5)
+            ry, rx = rng.uniform(2, height / 2), rng.uniform(2, width / 2)
+            mask |= ((y - cy) / ry) ** 2 + ((x - cx) / rx) ** 2 < 1
+        if number % 3 == 0:  # a hole and a thin bar
+            mask &= np.hypot(y - height / 2, x - width / 2) > rng.uniform(1, 6)
+            mask[rng.integers(0, height), :] = True
+        shifted = np.roll(mask, (rng.integers(-4, 5), rng.integers(-4, 5)), (0, 1)).astype(float)
+        blob = np.exp(-(((y - rng.uniform(0, height)) / 8) ** 2 + ((x - rng.uniform(0, width)) / 8) ** 2))
+        prediction = np.clip(0.7 * shifted + 0.4 * blob + rng.normal(0, 0.15, mask.shape), 0, 1)
+        prediction = (prediction * 255).astype(np.uint8)
+        mask = np.where(mask, 255, 0).astype(np.uint8)
+        if number % 9 == 4:
+            prediction[:] = 77
+        if number % 10 == 5:
+            mask[:] = 0
+        if number % 11 == 6:
+            mask[:] = 255
+        pairs.append((prediction, mask))
+    return pairs
+
+
+def pysod_field_metrics(pairs, normalize=True):
+    py_sod_metrics = pytest.importorskip(
+        "py_sod_metrics", reason="pysodmetrics is not installed (pip install pysodmetrics); the reference checks need it")
+    s_measure, e_measure, weighted_f = py_sod_metrics.Smeasure(), py_sod_metrics.Emeasure(), py_sod_metrics.WeightedFmeasure()
+    for prediction, mask in pairs:
+        for metric in (s_measure, e_measure, weighted_f):
+            metric.step(prediction, mask, normalize=normalize)
+    e = e_measure.get_results()["em"]
+    return {"s_measure": s_measure.get_results()["sm"], "max_e": e["curve"].max(), "mean_e": e["curve"].mean(),
+            "adaptive_e": e["adp"], "weighted_f": weighted_f.get_results()["wfm"], "e_curve": e["curve"][::-1]}
+
+
+FIELD_METRICS = ("s_measure", "max_e", "mean_e", "adaptive_e", "weighted_f")
+
+
+def assert_field_metrics_match(pairs, normalize=True):
+    """Image by image and over the whole set, to 1e-6 (the differences measured are ~1e-16)."""
+    for prediction, mask in pairs:
+        reference = pysod_field_metrics([(prediction, mask)], normalize)
+        ours = metrics.evaluate([prediction], [mask], min_max_normalize=normalize)
+        for key in FIELD_METRICS:
+            assert ours[key] == pytest.approx(reference[key], abs=1e-6), key
+        np.testing.assert_allclose(ours["e_curve"], reference["e_curve"], atol=1e-6)
+    reference = pysod_field_metrics(pairs, normalize)
+    ours = metrics.evaluate(*zip(*pairs), min_max_normalize=normalize)
+    for key in FIELD_METRICS:
+        assert ours[key] == pytest.approx(reference[key], abs=1e-6), key
+
+
+def test_field_metrics_match_pysodmetrics_on_random_maps():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # PySODMetrics' S-measure meets empty quadrants here
+        pairs = [pair for pair in random_pairs(np.random.default_rng(3), 60)
+                 if np.isfinite(pysod_field_metrics([pair])["s_measure"])]
+    assert len(pairs) > 50
+    assert_field_metrics_match(pairs)
+
+
+def test_field_metrics_match_pysodmetrics_on_structured_maps():
+    assert_field_metrics_match(structured_pairs(np.random.default_rng(4), 30))
+    assert_field_metrics_match(blob_pairs(np.random.default_rng(5), 40))
+
+
+def test_field_metrics_match_pysodmetrics_on_float_maps_and_bool_masks():
+    rng = np.random.default_rng(6)
+    pairs = [(prediction / 255.0, mask > 128) for prediction, mask in blob_pairs(rng, 15)]
+    assert_field_metrics_match(pairs, normalize=False)
+
+
+def test_field_metrics_of_perfect_and_inverted_maps():
+    mask = np.zeros((20, 30), bool)
+    mask[5:12, 8:20] = True
+    perfect = metrics.evaluate([mask.astype(np.float64)], [mask])
+    assert perfect["s_measure"] == pytest.approx(1) and perfect["weighted_f"] == pytest.approx(1)
+    # The enhanced matrix is all ones; its sum is divided by (pixels - 1), as in the MATLAB code.
+    assert perfect["max_e"] == pytest.approx(600 / 599) and perfect["adaptive_e"] == pytest.approx(600 / 599)
+    inverted = metrics.evaluate([(~mask).astype(np.float64)], [mask])
+    assert inverted["s_measure"] < 0.1 and inverted["weighted_f"] < 0.01
+    assert metrics.weighted_f_measure(np.zeros((4, 4)), np.zeros((4, 4), bool)) == 0  # empty mask: 0, as PySODMetrics
+
+
+def test_s_measure_is_finite_where_a_quadrant_is_empty():
+    # The mask's centroid rounds onto the last column, so the right-hand quadrants are empty:
+    # PySODMetrics (and the MATLAB code) give NaN there; those quadrants have weight 0 here.
+    mask = np.zeros((6, 5), bool)
+    mask[2:4, 4] = True
+    prediction = np.linspace(0, 1, 30).reshape(6, 5)
+    value = metrics.s_measure(prediction, mask)
+    assert np.isfinite(value) and 0 <= value <= 1
+
+
+def test_nearest_true_pixels_is_scipys_feature_transform():
+    ndimage = pytest.importorskip("scipy.ndimage", reason="scipy (a pysodmetrics dependency) is not installed")
+    rng = np.random.default_rng(7)
+    for number in range(120):
+        height, width = rng.integers(1, 45, 2)
+        if number % 3 == 0:
+            mask = rng.random((height, width)) < rng.uniform(0.01, 0.3)
+        elif number % 3 == 1:  # sparse grids: many equally near pixels, where the choice matters
+            mask = np.zeros((height, width), bool)
+            mask[rng.integers(0, 3)::rng.integers(2, 6), rng.integers(0, 3)::rng.integers(2, 6)] = True
+        else:
+            y, x = np.mgrid[0:height, 0:width]
+            mask = np.hypot(y - rng.uniform(0, height), x - rng.uniform(0, width)) < rng.uniform(1, 12)
+        if not mask.any():
+            continue
+        distance, (rows, columns) = ndimage.distance_transform_edt(~mask, return_indices=True)
+        squared, our_rows, our_columns = metrics.nearest_true_pixels(mask)
+        np.testing.assert_array_equal(np.sqrt(squared), distance)
+        np.testing.assert_array_equal(our_rows, rows)
+        np.testing.assert_array_equal(our_columns, columns)
+
+
+def test_results_list_every_metric():
+    rng = np.random.default_rng(8)
+    results = metrics.evaluate([rng.random((9, 11))], [rng.random((9, 11)) > 0.5])
+    for key in ("max_f", "mean_f", "adaptive_f", "mae", "max_f_toolbox", "mean_f_toolbox", *FIELD_METRICS):
+        assert isinstance(results[key], float) and 0 <= results[key] <= 1, key
+    assert results["e_curve"].shape == (256,)
