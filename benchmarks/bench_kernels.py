@@ -2,8 +2,9 @@
 
     python3 benchmarks/bench_kernels.py RESULTS_DIR [--batch 5] [--require-gpu]
 
-For every distinct convolution of MEnet's paper preset (224x224x3 input, widths
-c_i = min(32 2^i, 512)) at batch 5, it times the three kernels (forward, input grad, weight
+For every distinct convolution of the authors' MEnet at the paper preset (224x224x3 raw input,
+widths c_i = 32 2^i up to 1024; 3x3/1, 3x3/2, 1x1/2, the 7x7 squeeze and expand, the 4x4/2 and
+2x2/2 transposed convolutions, the 13 scale maps, the 13->16 and 13->2 heads) at batch 5, it times the three kernels (forward, input grad, weight
 grad) in each variant (simple: kernels/conv2d.cu; tiled and tf32: kernels/conv2d_tiled.cu)
 through minimenet.cuda with CUDA events after a warm-up, first checking each variant's result
 against a float64 reference on that very layer (a few outputs), and, when
@@ -40,35 +41,35 @@ VARIANTS = cuda_conv.VARIANTS
 MIN_TIMED_SECONDS = 0.05  # each measurement repeats a call until about this much GPU time
 
 
-def paper_layers(image_size=224, width=32, max_width=512):
-    """MEnet's convolutions, as (name, x_shape without batch, w_shape, stride, padding).
+def paper_layers(image_size=224, width=32):
+    """Every convolution of the authors' MEnet (72 layers; see shared/reference/authors-menet.md),
+    as (name, x_shape without batch, w_shape, stride, padding), widths c_i = width 2^i.
 
     A transposed convolution appears as the convolution it runs on: w (Cin, Cout, k, k) read as a
-    conv weight (co = Cin, ci = Cout) whose input is the deconvolution's output."""
-    c = [min(width * 2 ** i, max_width) for i in range(6)]
-    k = image_size // 32
-    layers = []
-    for i in range(6):  # encoder
-        size_in = image_size // 2 ** i
-        c_in = 3 if i == 0 else c[i - 1]
-        if i < 5:
-            layers.append((f"enc{i} 3x3/2", (c_in, size_in, size_in), (c[i], c_in, 3, 3), 2, 1))
-            size = size_in // 2
-        else:
-            layers.append((f"enc5 {k}x{k} global", (c_in, k, k), (c[5], c_in, k, k), 1, 0))
-            size = 1
-        for _ in range(3):
-            layers.append((f"enc{i} 3x3", (c[i], size, size), (c[i], c[i], 3, 3), 1, 1))
-    for i in reversed(range(6)):  # decoder: 3 convs on [decoder i+1, encoder i], then a deconvolution
-        size = 1 if i == 5 else image_size // 2 ** (i + 1)
-        c_in = c[5] if i == 5 else 2 * c[i]
-        for j in range(3):
-            layers.append((f"dec{i} 3x3", (c_in if j == 0 else c[i], size, size), (c[i], c_in if j == 0 else c[i], 3, 3), 1, 1))
-        c_out = c[max(i - 1, 0)]
-        if i == 5:
-            layers.append((f"dec5 {k}x{k}/1 deconv", (c_out, k, k), (c[5], c_out, k, k), 1, 0))
-        else:
-            layers.append((f"dec{i} 4x4/2 deconv", (c_out, 2 * size, 2 * size), (c[i], c_out, 4, 4), 2, 1))
+    conv weight (co = Cin, ci = Cout) whose input is the deconvolution's output (so the 7 x 7
+    expand is the same convolution as the 7 x 7 squeeze, and ``distinct`` counts it twice)."""
+    c = [width * 2 ** i for i in range(6)]
+    S, k = image_size, image_size // 32
+    layers = [("stem 3x3", (3, S, S), (c[0], 3, 3, 3), 1, 1)]
+    layers += [("e0 3x3", (c[0], S, S), (c[0], c[0], 3, 3), 1, 1)] * 4          # two residual units
+    for i in range(1, 6):                                                          # down levels
+        n = S // 2 ** (i - 1)
+        layers.append((f"down{i} 3x3/2", (c[i - 1], n, n), (c[i], c[i - 1], 3, 3), 2, 1))
+        layers.append((f"down{i} 1x1/2", (c[i - 1], n, n), (c[i], c[i - 1], 1, 1), 2, 0))
+        layers += [(f"e{i} 3x3", (c[i], n // 2, n // 2), (c[i], c[i], 3, 3), 1, 1)] * 3
+    layers.append((f"squeeze {k}x{k} valid", (c[5], k, k), (c[5], c[5], k, k), 1, 0))
+    layers.append((f"expand {k}x{k} T", (c[5], k, k), (c[5], c[5], k, k), 1, 0))
+    for j in (4, 3, 2, 1, 0):                                                      # up levels
+        n = S // 2 ** j                                                            # output size
+        layers.append((f"up{j} 4x4/2 T", (c[j], n, n), (2 * c[j + 1], c[j], 4, 4), 2, 1))
+        layers.append((f"up{j} 2x2/2 T", (c[j], n, n), (2 * c[j + 1], c[j], 2, 2), 2, 0))
+        layers += [(f"g{j} 3x3", (c[j], n, n), (c[j], c[j], 3, 3), 1, 1)] * 3
+    for name, ch, n in ([("image", 3, S)] + [(f"e{i}", c[i], S // 2 ** i) for i in range(6)]
+                        + [(f"g{j}", c[j], S // 2 ** j) for j in range(5)] + [("d5", c[5], k)]):
+        layers.append((f"map {name} 3x3->1", (ch, n, n), (1, ch, 3, 3), 1, 1))
+    layers.append(("feature 13->16", (13, S, S), (16, 13, 3, 3), 1, 1))
+    layers.append(("CE head 13->2", (13, S, S), (2, 13, 3, 3), 1, 1))
+    assert len(layers) == 72
     return layers
 
 

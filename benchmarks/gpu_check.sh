@@ -5,9 +5,12 @@
 #      GPU (the emulator's own cases and the wheel build are left to CI, which runs them on every
 #      push),
 #   2. benchmarks/bench_kernels.py: TFLOP/s of each variant of the convolution kernels (simple,
-#      tiled, tf32) on every paper-preset layer, against cuDNN when PyTorch is there,
+#      tiled, tf32) on the 37 distinct layers of the authors' paper preset (185 M parameters,
+#      45 GFLOP per image), against cuDNN when PyTorch is there,
 #   3. benchmarks/bench_train.py --device gpu: the training step and inference of both presets
-#      with the float32 tiled kernels, then the paper preset again with the TF32 ones.
+#      with the float32 tiled kernels (asserting first, with torch, that minimenet and
+#      benchmarks/torch_menet.py give the same loss from the same weights), then the paper
+#      preset again with the TF32 ones.
 #
 # Each step has its own time limit and a failing step does not stop the next. RESULTS_DIR gets
 # six files: summary.log (the machine, then each step's exit status), one NAME.log per step with
