@@ -1,10 +1,20 @@
 """Salient-object datasets: folder loading, splits, augmentation, batches and a synthetic default set.
 
-Layouts (detected automatically, images and masks paired by file stem):
+Layouts (detected automatically, nothing renamed; images and masks paired by file stem; the layout
+found is ``dataset.layout`` and is named in ``dataset.summary()``), tried in this order:
 
-* MSRA10K: ``NAME.jpg`` beside ``NAME.png`` in one folder (images .jpg/.jpeg/.bmp, masks .png).
-* split: ``images/NAME.*`` and ``masks/NAME.*`` subfolders, as DUTS and ECSSD ship after renaming
-  (images .jpg/.jpeg/.png/.bmp, masks .png/.bmp/.jpg).
+* An image folder beside a mask folder (images .jpg/.jpeg/.png/.bmp/.tif, masks .png/.bmp/.jpg/.tif),
+  first under the benchmarks' own names (exact case), each with its layout name: ``images/`` +
+  ``masks/`` ("split"), ``DUTS-TR-Image/`` + ``DUTS-TR-Mask/`` ("DUTS-TR"), ``DUTS-TE-Image/`` +
+  ``DUTS-TE-Mask/`` ("DUTS-TE"), ``images/`` + ``ground_truth_mask/`` ("ECSSD"), ``imgs/`` + ``gt/``
+  ("HKU-IS"), ``DUT-OMRON-image/`` + ``pixelwiseGT-new-PNG/`` ("DUT-OMRON"), ``imgs/pascal/`` +
+  ``masks/pascal/`` (PASCAL-S's salObj/datasets folder) and ``Imgs/`` + ``Masks/`` ("PASCAL-S");
+  then any of images, image, imgs, img, im, rgb, JPEGImages beside any of masks, mask, gt, gts,
+  ground_truth, ground_truth_mask, groundtruth, annotation(s), label(s), SegmentationObject (any
+  case; layout named after the two folders, e.g. "Imgs/ + GT/" for SOD, "image/ + mask/").
+* MSRA10K: ``NAME.jpg`` beside ``NAME.png`` in one folder (images .jpg/.jpeg/.bmp, masks .png), as
+  MSRA10K, MSRA-B and the flat ECSSD/SOD copies of several repositories ship them ("MSRA10K"), or in
+  its ``Imgs/`` (``images/``, ``image/``) subfolder, as MSRA10K_Imgs_GT.zip unpacks ("MSRA10K (Imgs/)").
 
 Validation happens in two stages. At construction every file is checked eagerly and cheaply: a
 zero-byte file, garbage bytes or a corrupt PNG chunk is caught by ``PIL.Image.open`` plus
@@ -75,11 +85,35 @@ MSRA10K_VALIDATION_COUNT = 500
 
 _MSRA10K_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".bmp")
 _MSRA10K_MASK_EXTENSIONS = (".png",)
-_SPLIT_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
-_SPLIT_MASK_EXTENSIONS = (".png", ".bmp", ".jpg")
+_SPLIT_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+_SPLIT_MASK_EXTENSIONS = (".png", ".bmp", ".jpg", ".tif", ".tiff")
+# Image and mask folders as the benchmarks ship them: (layout name, image folder, mask folder),
+# matched without regard to case; the first that is present wins. Named ones come first.
+_NAMED_SPLIT_LAYOUTS = (
+    ("split", "images", "masks"),
+    ("DUTS-TR", "DUTS-TR-Image", "DUTS-TR-Mask"),
+    ("DUTS-TE", "DUTS-TE-Image", "DUTS-TE-Mask"),
+    ("ECSSD", "images", "ground_truth_mask"),
+    ("HKU-IS", "imgs", "gt"),
+    ("DUT-OMRON", "DUT-OMRON-image", "pixelwiseGT-new-PNG"),
+    ("DUT-OMRON", "DUT-OMRON-image", "DUT-OMRON-gt-pixelwise"),
+    ("PASCAL-S", "imgs/pascal", "masks/pascal"),  # the authors' salObj/datasets folder
+    ("PASCAL-S", "Imgs", "Masks"),
+)
+# Other common names; any image folder pairs with any mask folder.
+_IMAGE_FOLDER_NAMES = ("images", "image", "imgs", "img", "im", "rgb", "jpegimages")
+_MASK_FOLDER_NAMES = ("masks", "mask", "gt", "gts", "ground_truth", "ground_truth_mask", "groundtruth",
+                      "annotation", "annotations", "labels", "label", "segmentationobject")
+# Folders that hold NAME.jpg beside NAME.png, as MSRA10K's zip (MSRA10K_Imgs_GT/Imgs/) and the
+# MSRA-B, ECSSD, HKU-IS, PASCAL-S and SOD copies of several saliency repositories ship them.
+_FLAT_SUBFOLDER_NAMES = ("imgs", "images", "image")
 _LAYOUTS_ACCEPTED = (
-    "accepted layouts: MSRA10K (NAME.jpg beside NAME.png in one folder) or split "
-    "(images/NAME.jpg and masks/NAME.png subfolders; images .jpg/.jpeg/.png/.bmp, masks .png/.bmp/.jpg)")
+    "accepted layouts: MSRA10K (NAME.jpg beside NAME.png in one folder, or in its Imgs/ subfolder) or "
+    "an image folder beside a mask folder, paired by file name: images/ + masks/, DUTS-TR-Image/ + DUTS-TR-Mask/, "
+    "DUTS-TE-Image/ + DUTS-TE-Mask/, images/ + ground_truth_mask/ (ECSSD), imgs/ + gt/ (HKU-IS), "
+    "DUT-OMRON-image/ + pixelwiseGT-new-PNG/, Imgs/ + Masks/ or image/ + mask/ (PASCAL-S), Imgs/ + GT/ (SOD), "
+    "and other pairs of the names images, image, imgs, img, im and masks, mask, gt, gts, ground_truth, annotation"
+    " (images .jpg/.jpeg/.png/.bmp/.tif, masks .png/.bmp/.jpg/.tif)")
 _EXAMPLES_SHOWN = 5
 
 # Independent random streams derived from one seed, told apart by their second seed word.
@@ -142,23 +176,54 @@ def _describe_contents(root):
 
 
 def _scan_layout(root):
-    """(layout name, {stem: image path}, {stem: mask path}) for a dataset folder."""
+    """(layout name, {stem: image path}, {stem: mask path}) for a dataset folder (see the module doc)."""
     if not root.is_dir():
         raise DatasetError(f"dataset folder {root} does not exist or is not a folder")
     if not any(root.iterdir()):
         raise DatasetError(f"dataset folder {root} is empty; {_LAYOUTS_ACCEPTED}")
-    image_folder, mask_folder = root / "images", root / "masks"
-    if image_folder.is_dir() and mask_folder.is_dir():
-        images = _files_by_stem(image_folder, _SPLIT_IMAGE_EXTENSIONS)
-        masks = _files_by_stem(mask_folder, _SPLIT_MASK_EXTENSIONS)
-        layout = "split"
-    elif image_folder.is_dir() or mask_folder.is_dir():
-        present, missing = ("images/", "masks/") if image_folder.is_dir() else ("masks/", "images/")
-        raise DatasetError(f"dataset folder {root} has {present} but no {missing} subfolder; {_LAYOUTS_ACCEPTED}")
-    else:
-        images = _files_by_stem(root, _MSRA10K_IMAGE_EXTENSIONS)
-        masks = _files_by_stem(root, _MSRA10K_MASK_EXTENSIONS)
-        layout = "MSRA10K"
+    # 1. An image folder beside a mask folder: the benchmarks' own names (exact), then common names.
+    for layout, image_name, mask_name in _NAMED_SPLIT_LAYOUTS:
+        image_folder, mask_folder = root / image_name, root / mask_name
+        if image_folder.is_dir() and mask_folder.is_dir() and image_folder.name == Path(image_name).name:
+            images = _files_by_stem(image_folder, _SPLIT_IMAGE_EXTENSIONS)
+            masks = _files_by_stem(mask_folder, _SPLIT_MASK_EXTENSIONS)
+            if images.keys() & masks.keys() or layout == "split":
+                return _checked_pairs(root, layout, images, masks)
+    folders = sorted(entry for entry in root.iterdir() if entry.is_dir())
+    image_folders = sorted((folder for folder in folders if folder.name.lower() in _IMAGE_FOLDER_NAMES),
+                           key=lambda folder: _IMAGE_FOLDER_NAMES.index(folder.name.lower()))
+    mask_folders = sorted((folder for folder in folders if folder.name.lower() in _MASK_FOLDER_NAMES),
+                          key=lambda folder: _MASK_FOLDER_NAMES.index(folder.name.lower()))
+    for image_folder in image_folders:
+        for mask_folder in mask_folders:
+            images = _files_by_stem(image_folder, _SPLIT_IMAGE_EXTENSIONS)
+            masks = _files_by_stem(mask_folder, _SPLIT_MASK_EXTENSIONS)
+            if images.keys() & masks.keys():
+                return _checked_pairs(root, f"{image_folder.name}/ + {mask_folder.name}/", images, masks)
+    # 2. NAME.jpg beside NAME.png, in the folder itself or in its Imgs/ (images/, image/) subfolder.
+    images = _files_by_stem(root, _MSRA10K_IMAGE_EXTENSIONS)
+    masks = _files_by_stem(root, _MSRA10K_MASK_EXTENSIONS)
+    if images.keys() & masks.keys() or not folders:
+        return _checked_pairs(root, "MSRA10K", images, masks)
+    for folder in folders:
+        if folder.name.lower() in _FLAT_SUBFOLDER_NAMES:
+            inner_images = _files_by_stem(folder, _MSRA10K_IMAGE_EXTENSIONS)
+            inner_masks = _files_by_stem(folder, _MSRA10K_MASK_EXTENSIONS)
+            if inner_images.keys() & inner_masks.keys():
+                return _checked_pairs(root, f"MSRA10K ({folder.name}/)", inner_images, inner_masks)
+    if image_folders or mask_folders:
+        if image_folders and mask_folders:
+            found = f"has {image_folders[0].name}/ and {mask_folders[0].name}/ but no file names in common"
+        elif image_folders:
+            found = (f"has {image_folders[0].name}/ but no masks/ (or other mask folder) subfolder, "
+                     f"and no NAME.jpg beside NAME.png in {image_folders[0].name}/")
+        else:
+            found = f"has {mask_folders[0].name}/ but no images/ (or other image folder) subfolder"
+        raise DatasetError(f"no image-mask pairs in {root}: it {found}; {_describe_contents(root)}; {_LAYOUTS_ACCEPTED}")
+    return _checked_pairs(root, "MSRA10K", images, masks)
+
+
+def _checked_pairs(root, layout, images, masks):
     if not images.keys() & masks.keys():
         raise DatasetError(
             f"no image-mask pairs in {root} (read as the {layout} layout: {len(images)} images, {len(masks)} masks); "
@@ -503,13 +568,14 @@ def _shuffled(stems, seed):
     return [ordered[i] for i in order]
 
 
-def split_msra10k(stems, seed=0, test_stems=None):
+def split_msra10k(stems, seed=0, test_stems=None, validation_count=MSRA10K_VALIDATION_COUNT):
     """The paper's MSRA10K split: {'train', 'val', 'test'} -> sorted stem lists.
 
     Without ``test_stems``: a seeded shuffle of the sorted stems gives 8 500 training, 500
     validation and the rest (1 000 of MSRA10K) test stems. With ``test_stems`` (e.g.
     ``read_stem_list('msra1k.txt')`` to hold out MSRA1K exactly, as the paper does): those are the
-    test set, 500 of the others are drawn for validation and the rest are for training.
+    test set, ``validation_count`` (500) of the others are drawn for validation and the rest are
+    for training.
     """
     stems = sorted(set(stems))
     if test_stems is None:
@@ -527,18 +593,21 @@ def split_msra10k(stems, seed=0, test_stems=None):
         if unknown:
             raise DatasetError(f"{len(unknown)} test stems are not in the dataset ({_examples(unknown)})")
         remaining = _shuffled(set(stems) - set(test), seed)
-        if len(remaining) <= MSRA10K_VALIDATION_COUNT:
+        if validation_count < 0 or len(remaining) <= validation_count:
             raise DatasetError(f"only {len(remaining)} images are left beside the test list, too few for "
-                               f"{MSRA10K_VALIDATION_COUNT} validation images and a training set")
-        validation = remaining[:MSRA10K_VALIDATION_COUNT]
-        train = remaining[MSRA10K_VALIDATION_COUNT:]
+                               f"{validation_count} validation images and a training set; "
+                               "ask for fewer validation images (--val-count) or list fewer test stems")
+        validation = remaining[:validation_count]
+        train = remaining[validation_count:]
     return {"train": sorted(train), "val": sorted(validation), "test": sorted(test)}
 
 
 def split_by_fractions(stems, fractions=None, seed=0):
     """A seeded random split by fractions, {name: sorted stems}; default train 0.85 / val 0.05 / test 0.10.
 
-    Counts are rounded by largest remainder, so they add up to the number of stems exactly.
+    Counts are rounded by largest remainder, so they add up to the number of stems exactly; then
+    every split of a positive fraction that came out empty takes one stem from the largest split,
+    so 3 stems give 1 / 1 / 1 (fewer stems than positive fractions: a DatasetError).
     """
     fractions = dict(fractions or {"train": 0.85, "val": 0.05, "test": 0.10})
     if any(fraction < 0 for fraction in fractions.values()) or not np.isclose(sum(fractions.values()), 1):
@@ -548,8 +617,37 @@ def split_by_fractions(stems, fractions=None, seed=0):
     counts = np.floor(exact).astype(int)
     shortfall = len(shuffled) - counts.sum()
     counts[np.argsort(counts - exact, kind="stable")[:shortfall]] += 1
+    positive = np.array(list(fractions.values())) > 0
+    if positive.sum() > len(shuffled):
+        raise DatasetError(f"{len(shuffled)} stems cannot be split into {positive.sum()} non-empty parts "
+                           f"({', '.join(name for name, f in fractions.items() if f > 0)})")
+    for empty in np.flatnonzero(positive & (counts == 0)):
+        counts[np.argmax(counts)] -= 1
+        counts[empty] += 1
     splits, start = {}, 0
     for name, count in zip(fractions, counts):
+        splits[name] = sorted(shuffled[start:start + count])
+        start += count
+    return splits
+
+
+def split_by_counts(stems, counts, seed=0):
+    """A seeded random split by counts, {name: sorted stems}: ``counts`` maps each split name to
+    its number of stems, and exactly one of them to None, which takes the rest (at least one).
+    Stems are dealt out of the same seeded shuffle, in the order of ``counts``, as
+    ``split_by_fractions`` and ``split_msra10k`` deal them."""
+    shuffled = _shuffled(set(stems), seed)
+    rest = [name for name, count in counts.items() if count is None]
+    if len(rest) != 1 or any(count < 0 for count in counts.values() if count is not None):
+        raise DatasetError(f"split counts must be non-negative with exactly one None (the rest), got {counts}")
+    fixed = sum(count for count in counts.values() if count is not None)
+    if fixed >= len(shuffled):
+        asked = ", ".join(f"{count} {name}" for name, count in counts.items() if count is not None)
+        raise DatasetError(f"{len(shuffled)} pairs cannot be split into {asked} and at least one {rest[0]} pair; "
+                           "ask for fewer (--val-count, --test-count) or add pairs")
+    splits, start = {}, 0
+    for name, count in counts.items():
+        count = len(shuffled) - fixed if count is None else count
         splits[name] = sorted(shuffled[start:start + count])
         start += count
     return splits

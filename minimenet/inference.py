@@ -1,6 +1,8 @@
 """Inference and evaluation: saliency maps (Eq. 5 and the CE map) at each image's own size."""
+from pathlib import Path
+
 from . import backend
-from .data import evaluation_batches, normalize, resize_for_evaluation, resize_saliency_map
+from .data import DatasetError, evaluation_batches, normalize, resize_for_evaluation, resize_saliency_map
 from .metrics import SaliencyMetrics
 
 def predict_batch(model, images):
@@ -24,7 +26,8 @@ def map_names(scores):
 def evaluate(model, dataset, batch_size=16, keep=0, progress=None):
     """Metrics of each map over ``dataset``, the maps resized back to each mask's original size.
 
-    Returns {map name: results} (results as ``SaliencyMetrics.results()``) for every map of
+    Returns {map name: results} (results as ``SaliencyMetrics.results()``, whose "count" is the
+    number of images scored: undecodable pairs are left out) for every map of
     ``predict_batch``, plus
     "examples": the first ``keep`` (image, mask, maps) triples for pictures. ``progress``, if
     given, is called with (images done, images in the dataset) after every batch.
@@ -42,7 +45,43 @@ def evaluate(model, dataset, batch_size=16, keep=0, progress=None):
         if progress:
             progress(len(scores["ce"]), len(dataset))
     if not scores:
-        raise ValueError(f"evaluate: no image of {dataset.root} could be decoded; {dataset.summary()}")
+        raise DatasetError(f"evaluate: no image of {dataset.root} could be decoded; {dataset.summary()}")
     results = {name: metrics.results() for name, metrics in scores.items()}
     results["examples"] = examples
     return results
+
+
+def output_names(paths, keep_suffix=False):
+    """A distinct output name for each input path, in order: its stem (its name, with
+    ``keep_suffix``), or where two inputs share one, enough of the parent folders to tell them
+    apart joined with "_" (d1/x.jpg, d2/x.jpg -> d1_x, d2_x), then the suffix (photo.jpg,
+    photo.png -> photo_jpg, photo_png), then a counter. The same file given twice gets the same
+    name. A folder's name is its resolved one, so "." is named after the current folder."""
+    resolved = [Path(p).expanduser().resolve() for p in paths]
+
+    def name(path, depth, suffix):
+        base = path.name if keep_suffix or not path.suffix else path.stem
+        if suffix and path.suffix and not keep_suffix:
+            base += "_" + path.suffix.lstrip(".")
+        parents = [part.name for part in list(path.parents)[:depth] if part.name][::-1]
+        return "_".join(parents + [base]) or "root"
+
+    def clashing(names):
+        owners = {}
+        for path, n in zip(resolved, names):
+            owners.setdefault(n, set()).add(path)
+        return {n for n, paths in owners.items() if len(paths) > 1}
+
+    names = [name(p, 0, False) for p in resolved]
+    for depth, suffix in [(d, False) for d in range(1, 4)] + [(d, True) for d in range(0, 4)]:
+        clashes = clashing(names)
+        if not clashes:
+            return names
+        names = [name(p, depth, suffix) if n in clashes else n for p, n in zip(resolved, names)]
+    numbers, final = {}, []
+    clashes = clashing(names)
+    for path, n in zip(resolved, names):  # a last resort: a counter per distinct path
+        if n in clashes:
+            n = f"{n}-{numbers.setdefault((n, path), len([k for k in numbers if k[0] == n]) + 1)}"
+        final.append(n)
+    return final

@@ -1,5 +1,9 @@
-"""Pictures with Pillow alone: line charts (loss curves, precision-recall) and map grids."""
+"""Pictures with Pillow alone: line charts (loss curves, precision-recall) and map grids; and
+``atomic_write``, with which every output file of minimenet is written."""
 import json
+import os
+import secrets
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -7,6 +11,40 @@ from PIL import Image, ImageDraw, ImageFont
 # Colour-blind-safe qualitative palette (Okabe and Ito).
 COLOURS = [(0, 114, 178), (213, 94, 0), (0, 158, 115), (204, 121, 167),
            (230, 159, 0), (86, 180, 233), (0, 0, 0), (240, 228, 66)]
+
+
+def temporary_path(path):
+    """A fresh name beside ``path`` for writing it atomically: NAME.<pid>-<random>.tmp."""
+    path = Path(path)
+    return path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+
+
+def atomic_write(path, write, sync=False):
+    """Write ``path`` through ``write(binary handle)`` into a temporary file beside it, then rename
+    it into place: a failed or interrupted write (a full disk, a kill) never leaves a half-written
+    ``path``, and any older ``path`` stays as it was. The temporary file is removed on failure.
+    ``sync`` also flushes it to the disk before the rename (for checkpoints). The file gets the
+    usual permissions (0666 less the umask)."""
+    path = Path(path)
+    tmp = temporary_path(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            if sync:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def save_png(image, path):
+    """A PIL image or a uint8 array as a PNG, written atomically."""
+    if not isinstance(image, Image.Image):
+        image = Image.fromarray(image)
+    atomic_write(path, lambda handle: image.save(handle, format="PNG"))
 
 
 def _font(size):
@@ -79,7 +117,7 @@ def line_chart(series, path, title, x_label, y_label, x_range=None, y_range=None
         entry_y = legend_top + (row + 0.5) * row_height
         draw.line([(box_left + 8 * scale, entry_y), (box_left + 32 * scale, entry_y)], fill=colour, width=3 * scale)
         draw.text((box_left + 40 * scale, entry_y), name, fill="black", font=label_font, anchor="lm")
-    canvas.resize(size, Image.LANCZOS).save(path)
+    save_png(canvas.resize(size, Image.LANCZOS), path)
 
 
 def plot_pr_curve(curves, path, title="Precision-recall"):
@@ -90,7 +128,12 @@ def plot_pr_curve(curves, path, title="Precision-recall"):
 
 def plot_training_log(log_path, path):
     """The loss terms of a run's log.jsonl against iterations, as a PNG."""
-    records = [json.loads(line) for line in open(log_path) if line.strip()]
+    records = []
+    for line in Path(log_path).read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:  # a blank line, or one cut short by a kill
+            pass
     steps = [r for r in records if "loss" in r]
     if not steps:
         return
@@ -119,4 +162,4 @@ def prediction_grid(rows, path, cell=128):
         tiles += [Image.fromarray(np.rint(np.clip(maps[n], 0, 1) * 255).astype(np.uint8)) for n in names]
         for column, tile in enumerate(tiles):
             grid.paste(tile.convert("RGB").resize((cell, cell), Image.BILINEAR), (column * cell, header + row * cell))
-    grid.save(path)
+    save_png(grid, path)

@@ -597,3 +597,73 @@ def test_default_synthetic_root_honours_the_environment(monkeypatch, tmp_path):
     assert data.default_synthetic_root() == tmp_path / "here"
     monkeypatch.delenv("MINIMENET_DATA")
     assert data.default_synthetic_root().name == "synthetic-v1"
+
+
+# --- Benchmark folders as they are downloaded -----------------------------------------------------
+
+
+def make_pair_folders(root, image_folder, mask_folder, stems=("0001", "0002", "0003"),
+                      image_suffix=".jpg", mask_suffix=".png"):
+    (root / image_folder).mkdir(parents=True)
+    (root / mask_folder).mkdir(parents=True)
+    for number, stem in enumerate(stems):
+        write_image(root / image_folder / f"{stem}{image_suffix}", seed=number)
+        write_mask(root / mask_folder / f"{stem}{mask_suffix}", square_mask())
+    return root
+
+
+@pytest.mark.parametrize("layout, image_folder, mask_folder, image_suffix", [
+    ("DUTS-TR", "DUTS-TR-Image", "DUTS-TR-Mask", ".jpg"),
+    ("DUTS-TE", "DUTS-TE-Image", "DUTS-TE-Mask", ".jpg"),
+    ("ECSSD", "images", "ground_truth_mask", ".jpg"),
+    ("HKU-IS", "imgs", "gt", ".png"),  # HKU-IS ships its photographs as PNG
+    ("DUT-OMRON", "DUT-OMRON-image", "pixelwiseGT-new-PNG", ".jpg"),
+    ("PASCAL-S", "Imgs", "Masks", ".jpg"),
+    ("PASCAL-S", "imgs/pascal", "masks/pascal", ".jpg"),  # the authors' salObj/datasets folder
+    ("image/ + mask/", "image", "mask", ".jpg"),  # PASCAL-S, SOD and others in several repositories
+    ("Imgs/ + GT/", "Imgs", "GT", ".jpg"),  # SOD
+    ("split", "images", "masks", ".jpg"),  # the built-in name, and ../shared/data/sod200
+])
+def test_benchmark_split_layouts_are_detected_and_paired(tmp_path, layout, image_folder, mask_folder, image_suffix):
+    root = make_pair_folders(tmp_path / "bench", image_folder, mask_folder, image_suffix=image_suffix)
+    write_image(root / image_folder / f"only_image{image_suffix}")  # unpaired files are still left out
+    (root / "readme.txt").write_text("benchmark notes")
+    dataset = quiet_dataset(root)
+    assert dataset.layout == layout and layout in dataset.summary()
+    assert dataset.stems == ["0001", "0002", "0003"] and dataset.unpaired_images == ["only_image"]
+    pair = dataset.samples[1]
+    assert pair.image == root / image_folder / f"0002{image_suffix}" and pair.mask == root / mask_folder / "0002.png"
+    assert dataset.load(0).mask.sum() == 20
+
+
+def test_msra10k_zip_and_msra_b_flat_folders(tmp_path):
+    # MSRA10K_Imgs_GT.zip unpacks to MSRA10K_Imgs_GT/Imgs/ holding NAME.jpg and NAME.png (and a
+    # Readme.txt beside Imgs/); MSRA-B and the flat ECSSD/SOD copies are one folder of both.
+    zipped = tmp_path / "MSRA10K_Imgs_GT"
+    zipped.mkdir()
+    make_msra_folder(zipped / "Imgs", stems=("75", "76"))
+    (zipped / "Readme.txt").write_text("MSRA10K")
+    dataset = SaliencyDataset(zipped)
+    assert dataset.layout == "MSRA10K (Imgs/)" and dataset.stems == ["75", "76"]
+    assert dataset.samples[0].image == zipped / "Imgs" / "75.jpg"
+    flat = SaliencyDataset(make_msra_folder(tmp_path / "MSRA-B", stems=("0_1_1339", "0_2_2")))
+    assert flat.layout == "MSRA10K" and flat.stems == ["0_1_1339", "0_2_2"]
+
+
+def test_a_named_pair_of_folders_wins_over_a_generic_one(tmp_path):
+    # ECSSD unpacked beside an unrelated, empty gt/ folder: images/ + ground_truth_mask/ is used.
+    root = make_pair_folders(tmp_path / "ECSSD", "images", "ground_truth_mask", stems=("0001",))
+    (root / "gt").mkdir()
+    dataset = SaliencyDataset(root)
+    assert dataset.layout == "ECSSD" and dataset.stems == ["0001"]
+
+
+def test_image_and_mask_folders_with_no_names_in_common_are_explained(tmp_path):
+    root = tmp_path / "d"
+    make_pair_folders(root, "Imgs", "GT", stems=("a",))
+    (root / "GT" / "a.png").rename(root / "GT" / "a_gt.png")
+    with pytest.raises(DatasetError) as error:
+        SaliencyDataset(root)
+    message = str(error.value)
+    assert "no image-mask pairs" in message and "Imgs/ and GT/" in message and "accepted layouts" in message
+    assert "DUTS-TE-Image/" in message and "ground_truth_mask/" in message
