@@ -810,17 +810,20 @@ class EvaluationBatch:
     stems: list
 
 
-def evaluation_batches(dataset, size, batch_size=16):
+def evaluation_batches(dataset, size, batch_size=16, distortion=None):
     """Batches of whole images resized to (size, size) with their full-size masks, in stem order.
 
-    Undecodable pairs are left out (and recorded in ``dataset.skipped``).
+    Undecodable pairs are left out (and recorded in ``dataset.skipped``). ``distortion``, if
+    given, is called as distortion(image, stem) on each image at its own size before the resize
+    (``minimenet.distort``); masks are never touched.
     """
     images, masks, stems = [], [], []
     for index in range(len(dataset)):
         sample = dataset.load(index)
         if sample is None:
             continue
-        images.append(resize_for_evaluation(sample.image, size))
+        image = distortion(sample.image, sample.stem) if distortion else sample.image
+        images.append(resize_for_evaluation(image, size))
         masks.append(sample.mask)
         stems.append(sample.stem)
         if len(images) == batch_size:

@@ -1,9 +1,15 @@
 """Inference and evaluation: saliency maps (Eq. 5 and the CE map) at each image's own size."""
 from pathlib import Path
 
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
 from . import backend
 from .data import DatasetError, evaluation_batches, normalize, resize_for_evaluation, resize_saliency_map
 from .metrics import SaliencyMetrics
+
+MAP_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
 
 def predict_batch(model, images):
     """Network-ready images (B, 3, S, S) -> {name: (B, S, S) NumPy map in [0, 1]}: the maps of
@@ -23,18 +29,19 @@ def map_names(scores):
     return sorted((name for name in scores if name != "examples"), key=lambda name: (name == "ce", name))
 
 
-def evaluate(model, dataset, batch_size=16, keep=0, progress=None):
+def evaluate(model, dataset, batch_size=16, keep=0, progress=None, distortion=None):
     """Metrics of each map over ``dataset``, the maps resized back to each mask's original size.
 
     Returns {map name: results} (results as ``SaliencyMetrics.results()``, whose "count" is the
     number of images scored: undecodable pairs are left out) for every map of
     ``predict_batch``, plus
     "examples": the first ``keep`` (image, mask, maps) triples for pictures. ``progress``, if
-    given, is called with (images done, images in the dataset) after every batch.
+    given, is called with (images done, images in the dataset) after every batch. ``distortion``
+    (``minimenet.distort.Distortion``) corrupts each image before the network sees it.
     """
     size = model.config.image_size
     scores, examples = {}, []
-    for batch in evaluation_batches(dataset, size, batch_size):
+    for batch in evaluation_batches(dataset, size, batch_size, distortion):
         maps = predict_batch(model, batch.images)
         for name, batch_maps in maps.items():
             metrics = scores.setdefault(name, SaliencyMetrics())
@@ -49,6 +56,35 @@ def evaluate(model, dataset, batch_size=16, keep=0, progress=None):
     results = {name: metrics.results() for name, metrics in scores.items()}
     results["examples"] = examples
     return results
+
+
+def score_map_folder(folder, dataset, progress=None):
+    """Metrics of saliency maps that already exist (e.g. a published method's), as
+    ``SaliencyMetrics.results()``: FOLDER/STEM.png (or .jpg, .bmp, .tif) against the mask of each
+    of ``dataset``'s stems, a map of another size resized (bilinear) to its mask's. Returns
+    (results, missing stems); raises DatasetError when no map matches any stem."""
+    folder = Path(folder)
+    files = {path.stem: path for path in sorted(folder.iterdir()) if path.suffix.lower() in MAP_EXTENSIONS}
+    metrics, missing = SaliencyMetrics(), []
+    for index, stem in enumerate(dataset.stems):
+        if stem not in files:
+            missing.append(stem)
+            continue
+        sample = dataset.load(index)
+        if sample is None:
+            continue
+        try:
+            with Image.open(files[stem]) as handle:
+                saliency = np.asarray(handle.convert("L"), dtype=np.float32) / 255
+        except (OSError, UnidentifiedImageError) as exc:
+            raise DatasetError(f"score_map_folder: the map {files[stem]} cannot be read ({exc}); replace or remove it") from None
+        metrics.update(resize_saliency_map(saliency, sample.mask.shape), sample.mask)
+        if progress:
+            progress(index + 1, len(dataset))
+    if not len(metrics):
+        raise DatasetError(f"score_map_folder: no map in {folder} is named after an image of {dataset.root} "
+                           f"(maps are matched by file stem, e.g. {dataset.stems[0]}.png)")
+    return metrics.results(), missing
 
 
 def output_names(paths, keep_suffix=False):
