@@ -114,3 +114,49 @@ def test_evaluate_argument_errors_are_one_line(data, tmp_path, checkpoint):
     empty.mkdir()
     unmatched = evaluate(data, "--maps", empty, "--out", tmp_path / "o")
     assert unmatched.returncode == 1 and "no map in" in unmatched.stderr and "Traceback" not in unmatched.stderr
+
+
+def table3(*args):
+    return subprocess.run([sys.executable, str(ROOT / "examples" / "table3.py"), *map(str, args)],
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_table3_trains_the_three_variants_alike_and_a_rerun_keeps_them(data, tmp_path):
+    options = ["--data", data, "--out", tmp_path / "t3", "--iterations", 2, "--image-size", 32, "--width", 2, "--batch-size", 2]
+    first = table3(*options)
+    assert first.returncode == 0, first.stderr
+    table = json.loads((tmp_path / "t3" / "table3.json").read_text())
+    assert set(table) == {"ce-plain ce", "ce-only ce", "menet metric", "menet ce"}
+    assert all(set(cells) == {"clean", "awgn-random", "jpeg-random"} for cells in table.values())
+    for variant in ("ce-plain", "ce-only", "menet"):
+        meta = json.loads(np.load(tmp_path / "t3" / variant / "checkpoint.npz")["meta"].tobytes())
+        assert meta["iteration"] == 2 and meta["train_config"]["seed"] == 0 and meta["train_config"]["variant"] == variant
+    second = table3(*options)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.count("already trained") == 3
+    assert json.loads((tmp_path / "t3" / "table3.json").read_text()) == table
+
+
+def test_table3_resumes_an_interrupted_variant(data, tmp_path, monkeypatch, capsys):
+    import os
+    import signal
+
+    from minimenet.model import MEnet
+    sys.path.insert(0, str(ROOT / "examples"))
+    import table3 as command
+    real_loss, calls = MEnet.loss, []
+
+    def loss_then_sigterm(self, out, masks):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)   # during ce-plain's second iteration
+        return real_loss(self, out, masks)
+    options = ["--data", str(data), "--out", str(tmp_path / "t3"), "--iterations", "3", "--image-size", "32", "--width", "2",
+               "--batch-size", "2"]
+    monkeypatch.setattr(MEnet, "loss", loss_then_sigterm)
+    with pytest.raises(SystemExit, match="run the same command again"):
+        command.main(options)
+    monkeypatch.setattr(MEnet, "loss", real_loss)
+    command.main(options)
+    assert "ce-plain: resuming at iteration 2 of 3" in capsys.readouterr().out
+    assert (tmp_path / "t3" / "table3.md").exists()
