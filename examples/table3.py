@@ -4,6 +4,7 @@ same held-out split, clean and distorted.
     python examples/table3.py                         # tiny preset on the built-in synthetic set
     python examples/table3.py --iterations 500        # a quicker look
     python examples/table3.py --preset paper --data ~/MSRA10K_Imgs_GT/Imgs --out runs/table3-paper
+    python examples/table3.py --data ~/SOD --val-count 10 --test-count 50 --out runs/table3-sod
 
 Variants (the paper's Table III): ce-plain (the CE head on the last up level, no scale maps),
 ce-only (the scale maps, no metric loss) and menet (both losses). Each trains in OUT/VARIANT with
@@ -74,12 +75,15 @@ def main(argv=None):
     p.add_argument("--image-size", type=int, help="S (default: the preset's)")
     p.add_argument("--width", type=int, help="w (default: the preset's)")
     p.add_argument("--batch-size", type=int, help="default: the preset's")
+    p.add_argument("--val-count", type=int, help="validation pairs (default: the trainer's split)")
+    p.add_argument("--test-count", type=int, help="held-out test pairs the table is measured on (default: the trainer's split)")
     args = p.parse_args(argv)
     out = Path(args.out)
     distortions = [Distortion(kind, None, args.seed) for kind in DISTORTIONS]
     conditions = ["clean"] + [d.name for d in distortions]
     options = {k: v for k, v in dict(preset=args.preset, data=args.data, iterations=args.iterations, seed=args.seed,
-                                     image_size=args.image_size, width=args.width, batch_size=args.batch_size).items()
+                                     image_size=args.image_size, width=args.width, batch_size=args.batch_size,
+                                     val_count=args.val_count, test_count=args.test_count).items()
                if v is not None}
     rows = {}
     try:
