@@ -490,9 +490,10 @@ class SaliencyDataset:
     def __len__(self):
         return len(self.samples)
 
-    def summary(self):
-        """One line: layout, usable pairs and what was left out."""
-        return (f"{self.root} ({self.layout} layout): {len(self)} pairs; {len(self._state.skipped)} unreadable files "
+    def summary(self, pairs=None):
+        """One line: layout, usable pairs (``pairs``, e.g. a whole folder's for a split, or this
+        set's) and what was left out."""
+        return (f"{self.root} ({self.layout} layout): {len(self) if pairs is None else pairs} pairs; {len(self._state.skipped)} unreadable files "
                 f"skipped; {len(self.unpaired_images)} images without mask, {len(self.unpaired_masks)} masks without image")
 
     def subset(self, stems):
@@ -834,153 +835,27 @@ def evaluation_batches(dataset, size, batch_size=16, distortion=None):
 
 
 # --- The synthetic default dataset --------------------------------------------------------------
+# The scenes are drawn by minimenet.synthetic (salient objects on natural-image-like backgrounds);
+# this section writes them in the MSRA10K layout and caches the set. minimenet.synthetic_transfer
+# is a second, independent generator that training never sees, for measuring transfer.
 
-SYNTHETIC_VERSION = 1
+from .synthetic import synthesize_sample  # noqa: E402  (re-exported: the scenes make_synthetic_dataset writes)
+
+# 1: one large central object among small distractors; 2: minimenet.synthetic's scenes. A set
+# written by another version is regenerated (its marker differs), and the default folder's name
+# carries the version, so an older cache is never reused.
+SYNTHETIC_VERSION = 2
 _SYNTHETIC_MARKER = "minimenet-synthetic.json"
 
 
 def default_synthetic_root():
-    """Where the synthetic set lives: ``$MINIMENET_DATA`` if set, else ``~/.cache/minimenet/synthetic-v1``."""
+    """Where the synthetic set lives: ``$MINIMENET_DATA`` if set, else
+    ``~/.cache/minimenet/synthetic-v{SYNTHETIC_VERSION}``."""
     override = os.environ.get("MINIMENET_DATA")
     if override:
         return Path(override).expanduser()
     cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return cache_home / "minimenet" / f"synthetic-v{SYNTHETIC_VERSION}"
-
-
-def _pixel_grid(height, width):
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    return y + 0.5, x + 0.5
-
-
-def _polygon_mask(y, x, vertices):
-    """Even-odd point-in-polygon test of every pixel centre against (N, 2) vertices (x, y)."""
-    inside = np.zeros(y.shape, dtype=bool)
-    for (x1, y1), (x2, y2) in zip(vertices, np.roll(vertices, -1, axis=0)):
-        if y1 == y2:
-            continue  # a horizontal edge is never crossed by the horizontal ray
-        crosses = (y1 > y) != (y2 > y)
-        inside ^= crosses & (x < x1 + (x2 - x1) * (y - y1) / (y2 - y1))
-    return inside
-
-
-def _random_shape(rng, y, x, centre_y, centre_x, radius):
-    """A boolean mask of one shape (ellipse, polygon, star or rounded blob) of about ``radius``."""
-    kind = rng.integers(4)
-    angle = rng.uniform(0, 2 * np.pi)
-    dy, dx = y - centre_y, x - centre_x
-    if kind == 0:  # ellipse
-        stretch = rng.uniform(0.6, 1.0)
-        along = dx * np.cos(angle) + dy * np.sin(angle)
-        across = -dx * np.sin(angle) + dy * np.cos(angle)
-        return (along / radius) ** 2 + (across / (radius * stretch)) ** 2 <= 1
-    if kind in (1, 2):  # polygon with jittered corners, or a star alternating outer and inner corners
-        points = rng.integers(3, 8) if kind == 1 else rng.integers(5, 8)
-        if kind == 1:
-            angles = angle + (np.arange(points) + rng.uniform(-0.25, 0.25, points)) * 2 * np.pi / points
-            radii = radius * rng.uniform(0.85, 1.15, points)
-        else:
-            angles = angle + np.arange(2 * points) * np.pi / points
-            radii = radius * np.where(np.arange(2 * points) % 2 == 0, 1.15, rng.uniform(0.45, 0.6))
-        vertices = np.stack([centre_x + radii * np.cos(angles), centre_y + radii * np.sin(angles)], axis=1)
-        return _polygon_mask(y, x, vertices)
-    # Rounded blob: a circle whose radius wobbles with a few low angular frequencies.
-    theta = np.arctan2(dy, dx)
-    boundary = np.ones_like(theta)
-    for frequency in (2, 3, 4):
-        boundary += rng.uniform(-0.15, 0.15) * np.cos(frequency * theta + rng.uniform(0, 2 * np.pi))
-    return np.hypot(dy, dx) <= radius * boundary
-
-
-def _smooth_noise(rng, height, width, cell):
-    coarse = rng.random((height // cell + 2, width // cell + 2)).astype(np.float32)
-    return np.asarray(Image.fromarray(coarse).resize((width, height), Image.BILINEAR))
-
-
-def _pattern(rng, y, x, kind):
-    """A texture field in [0, 1]: 0 flat, 1 stripes, 2 checkerboard, 3 smooth noise."""
-    if kind == 0:
-        return np.zeros(y.shape, dtype=np.float32)
-    angle, period = rng.uniform(0, np.pi), rng.uniform(5, 14)
-    u = x * np.cos(angle) + y * np.sin(angle)
-    v = -x * np.sin(angle) + y * np.cos(angle)
-    if kind == 1:
-        return (np.sin(2 * np.pi * u / period) > 0).astype(np.float32)
-    if kind == 2:
-        return ((np.floor(u / period) + np.floor(v / period)) % 2).astype(np.float32)
-    return _smooth_noise(rng, *y.shape, cell=int(rng.integers(4, 10)))
-
-
-def _paint(canvas, region, colour, opacity=1.0, second_colour=None, pattern=None):
-    """Blend a fill into ``canvas`` where ``region`` (bool, or soft weights in [0, 1]) is set.
-
-    The fill is ``colour``, or with a ``pattern`` field in [0, 1] a mix of it and ``second_colour``.
-    """
-    rows, columns = np.flatnonzero(region.any(axis=1)), np.flatnonzero(region.any(axis=0))
-    if rows.size == 0:
-        return
-    # Work on the region's bounding box only: shapes cover a small part of the image.
-    box = slice(rows[0], rows[-1] + 1), slice(columns[0], columns[-1] + 1)
-    fill = colour if pattern is None else colour + pattern[box][..., None] * (second_colour - colour)
-    weight = (region[box].astype(np.float32) * opacity)[..., None]
-    canvas[box] += weight * (fill - canvas[box])
-
-
-def _distinct_colour(rng, avoid, minimum_distance):
-    """A random RGB colour at least ``minimum_distance`` from ``avoid`` (the farthest of a few tries)."""
-    candidates = rng.uniform(0, 255, (12, 3)).astype(np.float32)
-    distances = np.linalg.norm(candidates - avoid, axis=1)
-    good = np.flatnonzero(distances >= minimum_distance)
-    return candidates[good[0]] if good.size else candidates[np.argmax(distances)]
-
-
-def synthesize_sample(seed, index, min_side=80, max_side=128):
-    """One synthetic image (uint8 (H, W, 3)) and its salient-object mask (bool (H, W)).
-
-    A cluttered background (colour gradient, faint texture, soft large blobs), a few small,
-    off-centre, lower-contrast distractor shapes that are not salient, and one larger, more central,
-    contrasting, possibly textured main object, which the mask marks. Distractors sometimes take the
-    object's colour, so colour alone does not solve the task.
-    """
-    rng = np.random.default_rng([seed, index])
-    height, width = (int(side) for side in rng.integers(min_side, max_side + 1, 2))
-    y, x = _pixel_grid(height, width)
-
-    start, end = rng.uniform(30, 225, (2, 3)).astype(np.float32)
-    direction = rng.uniform(0, 2 * np.pi)
-    ramp = (x * np.cos(direction) + y * np.sin(direction)) / max(height, width)
-    ramp = (ramp - ramp.min()) / (ramp.max() - ramp.min())
-    canvas = start + ramp[..., None] * (end - start)
-    background_colour = canvas.reshape(-1, 3).mean(axis=0)
-    texture_shift = rng.uniform(-50, 50, 3).astype(np.float32) * rng.uniform(0.3, 0.8)
-    canvas += _pattern(rng, y, x, rng.integers(4))[..., None] * texture_shift
-    for _ in range(rng.integers(2, 5)):
-        blob_y, blob_x = rng.uniform(0, height), rng.uniform(0, width)
-        blob_radius = rng.uniform(0.2, 0.45) * min(height, width)
-        soft_disc = np.clip((blob_radius - np.hypot(y - blob_y, x - blob_x)) / (0.5 * blob_radius), 0, 1)
-        blob_colour = rng.uniform(0, 255, 3).astype(np.float32)
-        _paint(canvas, soft_disc, blob_colour, opacity=rng.uniform(0.35, 0.65))
-
-    side = min(height, width)
-    object_radius = rng.uniform(0.24, 0.34) * side
-    object_colour = _distinct_colour(rng, background_colour, minimum_distance=70)
-    for _ in range(rng.integers(2, 5)):
-        # Distractors lie towards the border, are a third to a half of the object's size and are
-        # partly blended into the background, so they stand out less than the object.
-        direction, reach = rng.uniform(0, 2 * np.pi), rng.uniform(0.3, 0.45)
-        shape = _random_shape(rng, y, x, height * (0.5 + reach * np.sin(direction)),
-                              width * (0.5 + reach * np.cos(direction)), object_radius * rng.uniform(0.3, 0.5))
-        colour = object_colour if rng.random() < 0.3 else rng.uniform(0, 255, 3).astype(np.float32)
-        _paint(canvas, shape, colour, opacity=rng.uniform(0.55, 0.85))
-
-    centre_y = height * (0.5 + rng.uniform(-0.12, 0.12))
-    centre_x = width * (0.5 + rng.uniform(-0.12, 0.12))
-    mask = _random_shape(rng, y, x, centre_y, centre_x, object_radius)
-    second_colour = np.clip(object_colour + rng.uniform(-70, 70, 3), 0, 255).astype(np.float32)
-    _paint(canvas, mask, object_colour, second_colour=second_colour, pattern=_pattern(rng, y, x, rng.integers(4)))
-
-    canvas += rng.uniform(2, 7) * rng.standard_normal(canvas.shape, dtype=np.float32)
-    return np.clip(np.rint(canvas), 0, 255).astype(np.uint8), mask
 
 
 def _synthetic_marker(count, seed, min_side, max_side):
@@ -1004,6 +879,8 @@ def _holds_only_synthetic_files(root):
 def make_synthetic_dataset(root=None, count=1000, seed=0, *, min_side=80, max_side=128):
     """Write (or reuse) the synthetic salient-object set in the MSRA10K layout and return its folder.
 
+    The scenes are ``minimenet.synthetic.synthesize_sample(seed, index)``: 1-5 salient objects of
+    varied size, shape and position on natural-image-like backgrounds with non-salient clutter.
     ``root`` defaults to ``default_synthetic_root()``. Files are ``00000.jpg`` (JPEG quality 95) and
     ``00000.png`` (mask, 0/255), each image between ``min_side`` and ``max_side`` pixels per side.
     The same seed gives byte-identical files. The set is generated in a temporary sibling folder

@@ -473,7 +473,8 @@ def _train_locked(cfg, run, resume, overwrite, stream):
         for name in existing:
             (run / name).unlink()
     train_set, val_set, test_set = datasets(cfg)
-    progress.message(f"data: {train_set.summary()} -> {len(train_set)} train / {len(val_set)} validation / "
+    whole = len(train_set) + len(val_set) + len(test_set)
+    progress.message(f"data: {train_set.summary(whole)} -> {len(train_set)} train / {len(val_set)} validation / "
                      f"{len(test_set)} test pairs")
     nn.manual_seed(cfg.seed)
     model = MEnet(cfg.model_config())
