@@ -51,22 +51,27 @@ def assert_same_training(actual, expected, name):
         np.testing.assert_array_equal(actual, expected, err_msg=name)
 
 
-def test_a_resumed_run_matches_an_uninterrupted_one(synthetic, tmp_path, monkeypatch):
-    # Stopped by SIGTERM during iteration 3 of 6 (the lr schedule depends on the run's length,
-    # so the first part must be a run of 6 too), then resumed.
+def interrupted_run(cfg, monkeypatch, iteration, signum):
+    """Run ``cfg`` with ``signum`` sent to this process during ``iteration`` (mid-iteration)."""
     real_loss = MEnet.loss
     calls = []
 
-    def loss_then_sigterm(self, out, masks):
+    def loss_then_signal(self, out, masks):
         calls.append(1)
-        if len(calls) == 3:
-            os.kill(os.getpid(), signal.SIGTERM)
+        if len(calls) == iteration:
+            os.kill(os.getpid(), signum)
         return real_loss(self, out, masks)
-    run(config(synthetic, tmp_path / "straight", iterations=6))
-    monkeypatch.setattr(MEnet, "loss", loss_then_sigterm)
+    monkeypatch.setattr(MEnet, "loss", loss_then_signal)
     with pytest.raises(KeyboardInterrupt):
-        run(config(synthetic, tmp_path / "resumed", iterations=6))
+        run(cfg)
     monkeypatch.setattr(MEnet, "loss", real_loss)
+
+
+def test_a_resumed_run_matches_an_uninterrupted_one(synthetic, tmp_path, monkeypatch):
+    # Stopped by SIGTERM during iteration 3 of 6 (the lr schedule depends on the run's length,
+    # so the first part must be a run of 6 too), then resumed.
+    run(config(synthetic, tmp_path / "straight", iterations=6))
+    interrupted_run(config(synthetic, tmp_path / "resumed", iterations=6), monkeypatch, 3, signal.SIGTERM)
     assert final_parameters(tmp_path / "resumed")["meta"]["iteration"] == 3
     run(config(synthetic, tmp_path / "resumed", iterations=6), resume=True)
     straight, resumed = final_parameters(tmp_path / "straight"), final_parameters(tmp_path / "resumed")
@@ -106,20 +111,9 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(synthetic, 
 
 
 def test_an_interrupt_saves_at_the_end_of_the_iteration_and_resume_finishes(synthetic, tmp_path, monkeypatch):
-    real_loss = MEnet.loss
-    calls = []
-
-    def loss_then_ctrl_c(self, out, masks):
-        calls.append(1)
-        if len(calls) == 2:
-            os.kill(os.getpid(), signal.SIGINT)  # arrives mid-iteration
-        return real_loss(self, out, masks)
-    monkeypatch.setattr(MEnet, "loss", loss_then_ctrl_c)
     cfg = config(synthetic, tmp_path / "run", iterations=5)
-    with pytest.raises(KeyboardInterrupt):
-        run(cfg)
+    interrupted_run(cfg, monkeypatch, 2, signal.SIGINT)
     assert final_parameters(cfg.out)["meta"]["iteration"] == 2
-    monkeypatch.setattr(MEnet, "loss", real_loss)
     run(cfg, resume=True)
     run(config(synthetic, tmp_path / "straight", iterations=5))
     name = "ce_head.layers.0.weight"
