@@ -160,3 +160,18 @@ def test_table3_resumes_an_interrupted_variant(data, tmp_path, monkeypatch, caps
     command.main(options)
     assert "ce-plain: resuming at iteration 2 of 3" in capsys.readouterr().out
     assert (tmp_path / "t3" / "table3.md").exists()
+
+
+def test_the_centre_prior_baseline_is_scored_like_a_method(data, tmp_path):
+    sys.path.insert(0, str(ROOT / "examples"))
+    from centre_prior import centre_prior
+    blob = centre_prior(40, 60, 0.15)
+    assert blob.shape == (40, 60) and blob.argmax() == np.ravel_multi_index((19, 29), (40, 60))
+    np.testing.assert_allclose(blob, blob[::-1, ::-1])
+    written = subprocess.run([sys.executable, str(ROOT / "examples" / "centre_prior.py"), str(data), "--out", str(tmp_path / "prior")],
+                             capture_output=True, text=True, timeout=120)
+    assert written.returncode == 0, written.stderr
+    scored = evaluate(data, "--maps", tmp_path / "prior", "--out", tmp_path / "eval")
+    assert scored.returncode == 0, scored.stderr
+    table = json.loads((tmp_path / "eval" / "results.json").read_text())["synthetic"]
+    assert 0 < table["prior"]["max_f"] <= 1 and table["images"] == 12
