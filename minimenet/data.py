@@ -848,14 +848,14 @@ SYNTHETIC_VERSION = 2
 _SYNTHETIC_MARKER = "minimenet-synthetic.json"
 
 
-def default_synthetic_root():
-    """Where the synthetic set lives: ``$MINIMENET_DATA`` if set, else
-    ``~/.cache/minimenet/synthetic-v{SYNTHETIC_VERSION}``."""
+def default_synthetic_root(seed=0):
+    """Where the synthetic set of ``seed`` lives: ``$MINIMENET_DATA`` if set, else
+    ``~/.cache/minimenet/synthetic-v{SYNTHETIC_VERSION}``, with "-seed{seed}" appended for a
+    seed other than 0, so that runs with different seeds never rewrite each other's images."""
     override = os.environ.get("MINIMENET_DATA")
-    if override:
-        return Path(override).expanduser()
     cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache_home / "minimenet" / f"synthetic-v{SYNTHETIC_VERSION}"
+    root = Path(override).expanduser() if override else cache_home / "minimenet" / f"synthetic-v{SYNTHETIC_VERSION}"
+    return root if seed == 0 else root.with_name(f"{root.name}-seed{seed}")
 
 
 def _synthetic_marker(count, seed, min_side, max_side):
@@ -881,7 +881,7 @@ def make_synthetic_dataset(root=None, count=1000, seed=0, *, min_side=80, max_si
 
     The scenes are ``minimenet.synthetic.synthesize_sample(seed, index)``: 1-5 salient objects of
     varied size, shape and position on natural-image-like backgrounds with non-salient clutter.
-    ``root`` defaults to ``default_synthetic_root()``. Files are ``00000.jpg`` (JPEG quality 95) and
+    ``root`` defaults to ``default_synthetic_root(seed)``. Files are ``00000.jpg`` (JPEG quality 95) and
     ``00000.png`` (mask, 0/255), each image between ``min_side`` and ``max_side`` pixels per side.
     The same seed gives byte-identical files. The set is generated in a temporary sibling folder
     that is renamed into place only when complete, with a marker file recording count, seed and
@@ -889,7 +889,7 @@ def make_synthetic_dataset(root=None, count=1000, seed=0, *, min_side=80, max_si
     without a matching marker (other parameters, or a set whose writing was interrupted) is
     regenerated. Any other existing folder is refused rather than overwritten.
     """
-    root = Path(root) if root is not None else default_synthetic_root()
+    root = Path(root) if root is not None else default_synthetic_root(seed)
     marker = _synthetic_marker(count, seed, min_side, max_side)
     if _read_marker(root) == marker:
         return root

@@ -604,6 +604,19 @@ def test_default_synthetic_root_honours_the_environment(monkeypatch, tmp_path):
     assert data.default_synthetic_root().name == f"synthetic-v{data.SYNTHETIC_VERSION}"
 
 
+def test_each_seed_has_its_own_synthetic_folder(monkeypatch, tmp_path):
+    # Runs with different seeds at once once rewrote one shared folder under each other.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("MINIMENET_DATA", raising=False)
+    roots = {seed: data.default_synthetic_root(seed) for seed in (0, 1, 2)}
+    assert len(set(roots.values())) == 3 and roots[1].name == f"synthetic-v{data.SYNTHETIC_VERSION}-seed1"
+    first = data.make_synthetic_dataset(count=3, seed=1, min_side=32, max_side=40)
+    second = data.make_synthetic_dataset(count=3, seed=2, min_side=32, max_side=40)
+    assert first == roots[1] and second == roots[2]
+    assert (first / "00000.jpg").read_bytes() != (second / "00000.jpg").read_bytes()
+    assert data.make_synthetic_dataset(count=3, seed=1, min_side=32, max_side=40) == first  # both still there
+
+
 def test_a_set_of_an_older_generator_version_is_regenerated(tmp_path):
     root = data.make_synthetic_dataset(tmp_path / "s", count=2, seed=0)
     marker = json.loads((root / data._SYNTHETIC_MARKER).read_text())
