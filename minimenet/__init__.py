@@ -7,7 +7,7 @@ from .losses import metric_loss, softmax_cross_entropy
 from .nn import manual_seed
 from .norm import batch_norm, l2_normalize
 from .optim import SGD
-from .resize import resize
-from .tensor import Tensor, add, concat, mean, mul, no_grad, relu, reshape, sum
+from .resize import resize, upsample_nearest
+from .tensor import Tensor, add, concat, mean, mul, no_grad, relu, reshape, sum, tanh
 
 __version__ = "0.1.0"

@@ -21,6 +21,8 @@ from minimenet import (Tensor, add, batch_norm, concat, conv2d, conv_transpose2d
 from minimenet import conv
 from minimenet import sum as t_sum
 from minimenet.backend import to_numpy
+from minimenet.resize import upsample_nearest
+from minimenet.tensor import tanh
 
 RTOL, FLOOR = 1e-6, 1e-3
 
@@ -256,6 +258,33 @@ RESIZE_CASES = [
 def test_resize_gradcheck(size_in, size_out, rng):
     x = leaf(rng, (2, 2, *size_in))
     check(lambda x: resize(x, size_out), [x])
+
+
+@pytest.mark.parametrize("factor", [1, 2, 3, 32])
+def test_upsample_nearest_gradcheck(factor, rng):
+    x = leaf(rng, (2, 3, 2, 3))
+    check(lambda x: upsample_nearest(x, factor), [x])
+
+
+def test_upsample_nearest_copies_blocks_and_sums_them_back(xp):
+    x = Tensor(xp.arange(6.0).reshape(1, 1, 2, 3), requires_grad=True)
+    y = upsample_nearest(x, 2)
+    expected = np.repeat(np.repeat(np.arange(6.0).reshape(2, 3), 2, axis=0), 2, axis=1)
+    np.testing.assert_array_equal(to_numpy(y.data)[0, 0], expected)
+    y.backward(xp.arange(24.0).reshape(1, 1, 4, 6))
+    g = np.arange(24.0).reshape(4, 6)
+    np.testing.assert_array_equal(to_numpy(x.grad)[0, 0], g.reshape(2, 2, 3, 2).sum(axis=(1, 3)))
+
+
+def test_upsample_nearest_bad_factor_is_named():
+    with pytest.raises(ValueError, match="factor must be a positive int, got 1.5"):
+        upsample_nearest(Tensor(np.zeros((1, 1, 2, 2))), 1.5)
+
+
+def test_tanh_gradcheck_and_values(rng):
+    x = leaf(rng, (2, 3, 4))
+    check(tanh, [x])
+    np.testing.assert_allclose(tanh(Tensor(np.array([-50.0, 0.0, 0.5]))).numpy(), [-1.0, 0.0, np.tanh(0.5)])
 
 
 def away_from_zero(rng, shape):
