@@ -25,7 +25,8 @@ def parse_args(argv=None):
     # the flags that were given with the run's settings.
     p.add_argument("--preset", choices=["tiny", "paper"], help="tiny (default) or paper")
     p.add_argument("--variant", choices=["menet", "ce-only", "ce-plain"], help="Table III ablations (default menet)")
-    p.add_argument("--data", help="dataset folder (MSRA10K layout or images/ + masks/); default: built-in synthetic set")
+    p.add_argument("--data", help="dataset folder, in any usual benchmark layout (MSRA10K, DUTS, ECSSD, HKU-IS, DUT-OMRON, "
+                        "PASCAL-S, SOD, images/ + masks/); default: built-in synthetic set")
     p.add_argument("--test-list", help="file of test stems, one per line (e.g. MSRA1K, to hold it out exactly)")
     p.add_argument("--val-count", type=int,
                    help="validation pairs (default 5 %%, at least 1; 500 for MSRA10K or with --test-list); 0: none")

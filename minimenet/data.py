@@ -441,7 +441,7 @@ class _SharedLoadState:
 
 
 class SaliencyDataset:
-    """Image-mask pairs of a folder in the MSRA10K or split layout (see the module doc).
+    """Image-mask pairs of a folder in any layout the module doc lists (``layout`` names the one found).
 
     ``samples`` lists the usable pairs sorted by stem; ``skipped``, ``unpaired_images`` and
     ``unpaired_masks`` what was left out. ``load(index)`` decodes a pair (cached in memory as uint8
