@@ -3,7 +3,7 @@
 Normalisation follows the authors' Caffe loss layer, not the 1 / (N |Omega|) of the paper's
 equations: each image's sum is divided by that image's element count and the images are summed,
 so a gradient per pixel does not shrink as the batch grows. (Eq. 1 as printed is our CE divided
-by N / 2; Eq. 3 as printed is our metric value divided by N.) The learning rate 0.1 of the
+by N / 2; Eq. 3 as printed, over all pixels, is our metric value without mining divided by N.) The learning rate 0.1 of the
 authors' solver is calibrated to this.
 """
 import numpy
