@@ -34,11 +34,11 @@ from pathlib import Path
 
 import numpy as np
 
+from minimenet.checkpoint import CheckpointError, load_model
 from minimenet.data import DatasetError, SaliencyDataset, evaluation_batches, resize_saliency_map
 from minimenet.distort import KINDS, Distortion
 from minimenet.inference import evaluate, map_names, output_names, predict_batch, score_map_folder
 from minimenet.plot import atomic_write, line_chart, plot_pr_curve, save_png
-from minimenet.train import CheckpointError, load_model
 
 # PySODMetrics' column order, with the labels people print.
 COLUMNS = [("s_measure", "S"), ("weighted_f", "wF"), ("mae", "MAE"), ("adaptive_e", "adpE"), ("mean_e", "meanE"),

@@ -17,10 +17,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from minimenet import Tensor, backend, no_grad
+from minimenet.checkpoint import CheckpointError, load_model
 from minimenet.data import normalize, read_image, resize_for_evaluation
 from minimenet.losses import unit_features
 from minimenet.plot import _font
-from minimenet.train import CheckpointError, load_model
 
 SCALE_NAMES = ["image", "e0", "e1", "e2", "e3", "e4", "e5", "g0", "g1", "g2", "g3", "g4", "d5"]
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from minimenet.checkpoint import CheckpointError, load_model
 from minimenet.data import read_image
 from minimenet.inference import output_names, predict_image
 from minimenet.plot import save_png
-from minimenet.train import CheckpointError, load_model
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pbm"}
 

@@ -17,12 +17,12 @@ import json
 import sys
 from pathlib import Path
 
+from minimenet.checkpoint import CheckpointError, load_checkpoint, load_model
 from minimenet.data import DatasetError
 from minimenet.distort import Distortion
 from minimenet.inference import evaluate, map_names
 from minimenet.plot import atomic_write
-from minimenet.train import (CheckpointError, ConfigError, RunFolderError, TrainConfig, TrainingDiverged, datasets,
-                             load_checkpoint, load_model, train)
+from minimenet.train import ConfigError, RunFolderError, TrainConfig, TrainingDiverged, datasets, train
 
 VARIANTS = ("ce-plain", "ce-only", "menet")
 DISTORTIONS = ("awgn", "jpeg")

@@ -14,9 +14,9 @@ if the dataset folder has moved); any other flag that differs from the run's is 
 import argparse
 import sys
 
+from minimenet.checkpoint import CheckpointError
 from minimenet.data import DatasetError
-from minimenet.train import (CheckpointError, ConfigError, RunFolderError, TrainConfig, TrainingDiverged,
-                             test_report, train)
+from minimenet.train import ConfigError, RunFolderError, TrainConfig, TrainingDiverged, test_report, train
 
 
 def parse_args(argv=None):

@@ -17,12 +17,8 @@ import os
 import signal
 import sys
 import time
-import zipfile
-import zlib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
-
-import numpy as np
 
 try:
     import fcntl
@@ -32,6 +28,8 @@ except ImportError:  # Windows: run folders are not locked
 from . import backend, nn
 from .data import (MSRA10K_VALIDATION_COUNT, DatasetError, SaliencyDataset, TrainingBatches, denormalize,
                    make_synthetic_dataset, read_stem_list, split_by_counts, split_by_fractions, split_msra10k)
+from .checkpoint import (CheckpointError, examples, load_checkpoint, load_model, model_from_checkpoint, nonfinite,
+                         save_checkpoint)
 from .inference import evaluate, map_names
 from .model import MEnet, MEnetConfig
 from .optim import SGD
@@ -60,10 +58,6 @@ class ConfigError(ValueError):
 
 
 class TrainingDiverged(RuntimeError):
-    pass
-
-
-class CheckpointError(RuntimeError):
     pass
 
 
@@ -180,103 +174,6 @@ def datasets(cfg):
     dataset = SaliencyDataset(root)
     splits = dataset_splits(cfg, dataset.stems)
     return tuple(dataset.subset(splits[name]) for name in ("train", "val", "test"))
-
-
-# --- Checkpoints ---------------------------------------------------------------------------------
-
-def _nonfinite(named_arrays):
-    """Names of the floating-point arrays that hold a NaN or an infinity."""
-    return [name for name, array in named_arrays
-            if np.issubdtype(array.dtype, np.floating) and not bool(backend.array_module(array).isfinite(array).all())]
-
-
-def _examples(names, count=3):
-    return ", ".join(names[:count]) + (f" and {len(names) - count} more" if len(names) > count else "")
-
-
-def save_checkpoint(path, model, optimizer, batches, iteration, cfg):
-    """Everything a run needs to continue, in one .npz, written to a temporary file and renamed
-    into place: an interrupted write never replaces the last good checkpoint. A state with a NaN
-    or an infinity is refused (CheckpointError), so a checkpoint is always one to go on from."""
-    path = Path(path)
-    meta = dict(iteration=iteration, train_config=asdict(cfg), model_config=model.config.to_dict(),
-                sampler=batches.state_dict(), format=1)
-    arrays = {f"model/{k}": v for k, v in model.state_dict().items()}
-    arrays.update({f"optimizer/{k}": v for k, v in optimizer.state_dict().items()})
-    bad = _nonfinite(arrays.items())
-    if bad:
-        raise CheckpointError(f"not saving a checkpoint at iteration {iteration}: {len(bad)} arrays hold NaN or "
-                              f"infinite values ({_examples(bad)}); {path} is left as it was")
-    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    atomic_write(path, lambda handle: np.savez(handle, **arrays), sync=True)
-
-
-def load_checkpoint(path):
-    """{"meta": dict, "model": state, "optimizer": state}, or a CheckpointError that says why not:
-    missing, damaged, not a minimenet checkpoint, or holding NaN or infinite values."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}: train first, or point to the run folder's checkpoint.npz")
-    damaged = (zipfile.BadZipFile, ValueError, KeyError, OSError, EOFError, zlib.error)
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except damaged as exc:
-        raise CheckpointError(f"{path} is not a readable minimenet checkpoint (not an .npz archive, or truncated or "
-                              f"corrupt: {exc}); restore a copy or start the run again") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise CheckpointError(f"{path} is a single NumPy array, not a minimenet checkpoint (an .npz written by training)")
-    with archive:
-        names = list(archive.files)
-        if "meta" not in names:
-            raise CheckpointError(f"{path} is an .npz archive but not a minimenet checkpoint: it has no 'meta' record "
-                                  f"(arrays: {_examples(sorted(names))}); use the checkpoint.npz of a training run")
-        try:
-            arrays = {name: archive[name] for name in names}
-        except damaged as exc:
-            raise CheckpointError(f"{path} is not a readable minimenet checkpoint (truncated or corrupt: {exc}). "
-                                  "Checkpoints are written atomically, so the file was damaged after writing; "
-                                  "restore a copy or start the run again") from None
-    try:
-        meta = json.loads(arrays.pop("meta").tobytes().decode())
-        missing = [key for key in ("iteration", "train_config", "model_config", "sampler") if key not in meta]
-    except (ValueError, TypeError, UnicodeDecodeError):
-        meta, missing = None, ["a readable 'meta' record"]
-    if missing:
-        raise CheckpointError(f"{path} is not a minimenet checkpoint: it lacks {', '.join(missing)}")
-    if meta.get("format", 1) > 1:
-        raise CheckpointError(f"{path} was written by a newer minimenet (checkpoint format {meta['format']}); update minimenet")
-    state = {"meta": meta, "model": {}, "optimizer": {}}
-    for name, array in arrays.items():
-        group, _, key = name.partition("/")
-        if group not in ("model", "optimizer") or not key:
-            raise CheckpointError(f"{path} is not a minimenet checkpoint: it holds an array {name!r}, "
-                                  "neither model/... nor optimizer/...")
-        state[group][key] = array
-    bad = _nonfinite(arrays.items())
-    if bad:
-        raise CheckpointError(f"{path} holds NaN or infinite values in {len(bad)} arrays ({_examples(bad)}): it was "
-                              "saved after the run diverged and cannot be used; train again with a lower --lr")
-    return state
-
-
-def _model_from_checkpoint(state, path, model=None):
-    """The checkpoint's weights in ``model`` (by default a new MEnet of its configuration)."""
-    try:
-        if model is None:
-            model = MEnet(MEnetConfig(**state["meta"]["model_config"]))
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: its model configuration cannot be built by this minimenet ({exc}); "
-                              "was it written by another version?") from None
-    try:
-        model.load_state_dict(state["model"])
-    except (KeyError, ValueError) as exc:
-        raise CheckpointError(f"{path}: its arrays do not match its model configuration ({exc.args[0]})") from None
-    return model
-
-
-def load_model(path):
-    """The trained MEnet of a checkpoint, in eval mode, on the current backend."""
-    return _model_from_checkpoint(load_checkpoint(path), path).eval()
 
 
 # --- Run folders ---------------------------------------------------------------------------------
@@ -429,8 +326,8 @@ def _divergence(model, optimizer, grad_norm):
         return f"the gradient norm became {grad_norm}"
     named = [(name, p.data) for name, p in model.named_parameters()] + list(model.named_buffers())
     named += [(f"momentum of parameter {i}", v) for i, v in enumerate(optimizer.velocities)]
-    bad = _nonfinite(named)
-    return f"{len(bad)} arrays became NaN or infinite ({_examples(bad)})"
+    bad = nonfinite(named)
+    return f"{len(bad)} arrays became NaN or infinite ({examples(bad)})"
 
 
 def train(cfg, resume=False, stream=sys.stdout, overwrite=False):
@@ -483,7 +380,7 @@ def _train_locked(cfg, run, resume, overwrite, stream):
     batches = TrainingBatches(train_set, cfg.batch_size, model.config.image_size, seed=cfg.seed)
     start = saved_at = 0
     if resume:
-        _model_from_checkpoint(state, checkpoint_path, model)
+        model_from_checkpoint(state, checkpoint_path, model)
         try:
             optimizer.load_state_dict(state["optimizer"])
             batches.load_state_dict(state["meta"]["sampler"])

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minimenet import backend
+from minimenet import backend, checkpoint
 from minimenet import train as training
+from minimenet.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from minimenet.data import make_synthetic_dataset
 from minimenet.model import MEnet
-from minimenet.train import CheckpointError, TrainConfig, TrainingDiverged, load_checkpoint, save_checkpoint
+from minimenet.train import TrainConfig, TrainingDiverged
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -129,7 +130,7 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one_intact(synthetic, tmp
     def disk_full_halfway(handle, **arrays):
         handle.write(b"PK\x03\x04 half a zip")
         raise OSError("No space left on device")
-    monkeypatch.setattr(training.np, "savez", disk_full_halfway)
+    monkeypatch.setattr(checkpoint.np, "savez", disk_full_halfway)
     model = MEnet(cfg.model_config())
     batches = training.TrainingBatches(training.datasets(cfg)[0], 2, 32)
     with pytest.raises(OSError, match="No space"):
@@ -377,7 +378,7 @@ def test_a_checkpoint_of_nan_weights_is_refused(trained, tmp_path):
         arrays["model/ce_head.layers.0.weight"] = arrays["model/ce_head.layers.0.weight"] * np.nan
     path = damaged_copy(trained, tmp_path, nan_weight)
     with pytest.raises(CheckpointError, match=r"NaN or infinite values in 1 arrays \(model/ce_head.layers.0.weight\)"):
-        training.load_model(path)
+        load_model(path)
 
 
 def wrong_shape(arrays):
@@ -404,7 +405,7 @@ def foreign(arrays):
 ])
 def test_a_checkpoint_that_does_not_match_its_configuration_is_a_clear_error(trained, tmp_path, change, message):
     with pytest.raises(CheckpointError, match=message):
-        training.load_model(damaged_copy(trained, tmp_path, change))
+        load_model(damaged_copy(trained, tmp_path, change))
 
 
 def test_a_foreign_npz_is_not_called_damaged(tmp_path):
@@ -484,8 +485,7 @@ def test_a_failing_final_evaluation_does_not_cost_the_checkpoint(synthetic, tmp_
 @pytest.mark.parametrize("count", [3, 4, 7, 12, 19])
 def test_every_default_split_of_three_or_more_pairs_has_all_three_parts(tmp_path, count):
     stems = [f"{i:03d}" for i in range(count)]
-    splits = training.dataset_splits(config(None, tmp_path), stems) if hasattr(training, "dataset_splits") else \
-        training.split_by_fractions(stems)
+    splits = training.dataset_splits(config(None, tmp_path), stems)
     assert all(len(splits[name]) >= 1 for name in ("train", "val", "test"))
     assert sorted(sum(splits.values(), [])) == stems
 
