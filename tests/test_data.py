@@ -582,11 +582,11 @@ def test_synthetic_set_is_reused_or_regenerated(tmp_path):
     stamp = (root / "00000.jpg").stat().st_mtime_ns
     data.make_synthetic_dataset(root, count=2, seed=0)
     assert (root / "00000.jpg").stat().st_mtime_ns == stamp  # reused
-    (root / data._SYNTHETIC_MARKER).unlink()  # as if writing had been interrupted before the marker
+    (root / data.synthetic_set._SYNTHETIC_MARKER).unlink()  # as if writing had been interrupted before the marker
     data.make_synthetic_dataset(root, count=2, seed=0)
-    assert (root / data._SYNTHETIC_MARKER).exists()
+    assert (root / data.synthetic_set._SYNTHETIC_MARKER).exists()
     (root / "mine.txt").write_text("not generated")
-    (root / data._SYNTHETIC_MARKER).unlink()
+    (root / data.synthetic_set._SYNTHETIC_MARKER).unlink()
     with pytest.raises(DatasetError, match="holds files other than a synthetic set"):
         data.make_synthetic_dataset(root, count=2, seed=0)
     data.make_synthetic_dataset(tmp_path / "t", count=3, seed=0)
@@ -619,12 +619,12 @@ def test_each_seed_has_its_own_synthetic_folder(monkeypatch, tmp_path):
 
 def test_a_set_of_an_older_generator_version_is_regenerated(tmp_path):
     root = data.make_synthetic_dataset(tmp_path / "s", count=2, seed=0)
-    marker = json.loads((root / data._SYNTHETIC_MARKER).read_text())
+    marker = json.loads((root / data.synthetic_set._SYNTHETIC_MARKER).read_text())
     assert marker["version"] == data.SYNTHETIC_VERSION
     fresh = {path.name: path.read_bytes() for path in root.iterdir()}
     # As an older minimenet left it: its own marker version and its own pictures.
     marker["version"] = 1
-    (root / data._SYNTHETIC_MARKER).write_text(json.dumps(marker))
+    (root / data.synthetic_set._SYNTHETIC_MARKER).write_text(json.dumps(marker))
     write_image(root / "00000.jpg", 90, 100)
     data.make_synthetic_dataset(root, count=2, seed=0)
     assert {path.name: path.read_bytes() for path in root.iterdir()} == fresh
