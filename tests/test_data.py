@@ -239,12 +239,17 @@ MASK_ENCODINGS = {
 }
 
 
-@pytest.mark.parametrize("encoding", sorted(MASK_ENCODINGS))
-def test_mask_encodings_are_binarised_to_the_object(tmp_path, encoding):
+def one_pair_with_mask(tmp_path, encoding):
     root = tmp_path / "d"
     root.mkdir()
     write_image(root / "a.jpg", height=2, width=3)
     MASK_ENCODINGS[encoding]().save(root / "a.png")
+    return root
+
+
+@pytest.mark.parametrize("encoding", sorted(MASK_ENCODINGS))
+def test_mask_encodings_are_binarised_to_the_object(tmp_path, encoding):
+    root = one_pair_with_mask(tmp_path, encoding)
     with warnings.catch_warnings():
         warnings.simplefilter("error", DatasetWarning)  # understood, so no "comes out empty" warning either
         mask = SaliencyDataset(root).load(0).mask
@@ -254,10 +259,7 @@ def test_mask_encodings_are_binarised_to_the_object(tmp_path, encoding):
 @pytest.mark.parametrize("encoding", sorted(MASK_ENCODINGS))
 def test_metrics_reads_a_mask_exactly_as_loading_does(tmp_path, encoding):
     from minimenet import metrics
-    root = tmp_path / "d"
-    root.mkdir()
-    write_image(root / "a.jpg", height=2, width=3)
-    MASK_ENCODINGS[encoding]().save(root / "a.png")
+    root = one_pair_with_mask(tmp_path, encoding)
     loaded = SaliencyDataset(root).load(0).mask
     np.testing.assert_array_equal(metrics.prepare_ground_truth(root / "a.png"), loaded)
     with Image.open(root / "a.png") as image:

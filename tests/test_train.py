@@ -94,17 +94,21 @@ def test_the_log_and_loss_curve_are_written(synthetic, tmp_path):
         assert picture.size == (640, 520)
 
 
-def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(synthetic, tmp_path, monkeypatch):
+def loss_turns_nan_at(monkeypatch, iteration):
+    """From now on MEnet.loss returns NaN at its ``iteration``-th call (the real loss otherwise)."""
     real_loss = MEnet.loss
     calls = []
 
     def loss_that_turns_nan(self, out, masks):
         total, parts = real_loss(self, out, masks)
         calls.append(1)
-        if len(calls) == 3:
-            total = total * float("nan")
-        return total, parts
+        return (total * float("nan") if len(calls) == iteration else total), parts
     monkeypatch.setattr(MEnet, "loss", loss_that_turns_nan)
+    return real_loss
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(synthetic, tmp_path, monkeypatch):
+    loss_turns_nan_at(monkeypatch, 3)
     cfg = config(synthetic, tmp_path / "run", iterations=5, checkpoint_every=1)
     with pytest.raises(TrainingDiverged, match=r"loss became nan at iteration 3.*last good checkpoint is kept"):
         run(cfg)
@@ -266,14 +270,7 @@ def test_a_run_folder_in_use_by_another_training_is_refused(synthetic, tmp_path)
 
 
 def test_resume_drops_the_log_rows_after_the_checkpoint_and_the_temporary_files(synthetic, tmp_path, monkeypatch):
-    real_loss = MEnet.loss
-    calls = []
-
-    def loss_that_turns_nan(self, out, masks):
-        total, parts = real_loss(self, out, masks)
-        calls.append(1)
-        return (total * float("nan") if len(calls) == 4 else total), parts
-    monkeypatch.setattr(MEnet, "loss", loss_that_turns_nan)
+    real_loss = loss_turns_nan_at(monkeypatch, 4)
     cfg = config(synthetic, tmp_path / "run", iterations=5, checkpoint_every=2)
     with pytest.raises(TrainingDiverged):
         run(cfg)
