@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from minimenet import Tensor, backend, no_grad
+from minimenet import Tensor, backend, l2_normalize, no_grad
 from minimenet.checkpoint import CheckpointError, load_model
 from minimenet.data import normalize, read_image, resize_for_evaluation
-from minimenet.losses import unit_features
 from minimenet.plot import _font
 
 SCALE_NAMES = ["image", "e0", "e1", "e2", "e3", "e4", "e5", "g0", "g1", "g2", "g3", "g4", "d5"]
@@ -53,7 +52,7 @@ def network_at_work(model, image):
     panels = {"input": backend.to_numpy(batch[0]).transpose(1, 2, 0).astype(np.uint8)}
     for name, scale_map in zip(SCALE_NAMES, backend.to_numpy(out.scale_maps.data[0])):
         panels[f"scale map: {name}"] = stretch(scale_map)
-    panels["features (3 principal axes)"] = feature_colours(backend.to_numpy(unit_features(out.features.data)[0]))
+    panels["features (3 principal axes)"] = feature_colours(backend.to_numpy(l2_normalize(out.features, 0.0).data[0]))
     for name, saliency in model.saliency_maps(batch).items():
         panels[f"{name} map"] = np.rint(backend.to_numpy(saliency[0]) * 255).astype(np.uint8)
     return panels

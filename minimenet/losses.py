@@ -9,6 +9,7 @@ authors' solver is calibrated to this.
 import numpy
 
 from .backend import array_module, is_gpu_array
+from .norm import l2_normalize
 from .tensor import Tensor
 
 METRIC_GRADIENTS = ("authors", "exact")
@@ -72,13 +73,6 @@ def softmax_cross_entropy(logits, labels):
         # d(-ln softmax_y)/dz = softmax - onehot(y)
         return ((xp.exp(log_p) - one_hot) * (g / count),)
     return Tensor.from_op(loss, (logits,), backward, "softmax_cross_entropy")
-
-
-def unit_features(f, eps=0.0):
-    """f / ||f|| over the channel axis, without an epsilon as the authors' layer (eps > 0 adds
-    one under the root, as ``norm.l2_normalize``)."""
-    xp = array_module(f)
-    return f / xp.sqrt((f * f).sum(axis=1, keepdims=True) + eps)
 
 
 def metric_loss_arrays(y, labels, gradient="authors"):
@@ -155,19 +149,17 @@ def metric_loss(features, labels, gradient="authors", eps=0.0):
     xp = features.xp
     labels = xp.asarray(labels)
     _check_labels("metric_loss", features, labels)
-    y = unit_features(features.data, eps)
+    unit = l2_normalize(features, eps)  # eps 0 by default: the authors' layer has none
+    y = unit.data
     if is_gpu_array(y) and y.dtype == "float32":
         from . import cuda
         loss, grad = cuda.metric_loss(y, labels.astype(xp.int32), gradient)
     else:
         loss, grad = metric_loss_arrays(y, labels, gradient)
-    norm = None if gradient == "authors" else xp.sqrt((features.data * features.data).sum(axis=1, keepdims=True) + eps)
+    # "exact" goes on through the normalisation's Jacobian; "authors" skips it (straight through).
+    parent = unit if gradient == "exact" else features
 
     def backward(g):
-        if gradient == "authors":
-            return (grad * g,)
-        # Through y = f / ||f||: dy/df = (I - y y^T) / ||f||.
-        dy = grad * g
-        return ((dy - y * (dy * y).sum(axis=1, keepdims=True)) / norm,)
-    return Tensor.from_op(loss, (features,), backward, "metric_loss")
+        return (grad * g,)
+    return Tensor.from_op(loss, (parent,), backward, "metric_loss")
 

@@ -27,7 +27,8 @@ import numpy
 
 from . import nn
 from .backend import array_module, to_numpy
-from .losses import METRIC_GRADIENTS, metric_loss, softmax_cross_entropy, unit_features
+from .losses import METRIC_GRADIENTS, metric_loss, softmax_cross_entropy
+from .norm import l2_normalize
 from .resize import upsample_nearest
 from .tensor import Tensor, concat, no_grad, relu, tanh
 
@@ -229,7 +230,7 @@ class MEnet(nn.Module):
         z = out.logits.data
         maps = {"ce": 0.5 * (1.0 + xp.tanh(0.5 * (z[:, 1] - z[:, 0])))}  # softmax of two logits, without overflow
         if out.features is not None:
-            y = unit_features(out.features.data)
+            y = l2_normalize(out.features, 0.0).data
             for reading in BACKGROUND_ESTIMATES:
                 name = "metric" if reading == self.config.background else f"metric_{reading}"
                 maps[name] = metric_saliency(y, maps["ce"], reading)
