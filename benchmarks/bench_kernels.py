@@ -203,6 +203,15 @@ def cpu_demonstration():
           f"in {seconds * 1e3:.0f} ms (including the first build), max |error| {error:.1e}")
 
 
+# Dense (no sparsity) peaks from NVIDIA's datasheets, TFLOP/s: (FP32 on the CUDA cores, TF32 on
+# the tensor cores). The SXM parts; an H200 has the H100's arithmetic.
+DATASHEET_PEAKS = {"H100": (67.0, 494.7), "H200": (67.0, 494.7), "A100": (19.5, 156.0)}
+
+
+def datasheet_peaks(device_name):
+    return next((peaks for key, peaks in DATASHEET_PEAKS.items() if key in device_name), None)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results_dir", nargs="?", default="runs/bench_kernels", help="where the JSON and CSV go")
@@ -271,6 +280,15 @@ def main():
             total_ms = sum(r[f"{v}_ms"] * r["count"] for r in selected)
             summary += f"  {v} {total_ms:8.2f} ms {total_flop / total_ms / 1e9:6.2f}"
         print(summary)
+    peaks = datasheet_peaks(device_name)
+    if peaks:
+        fp32, tf32 = peaks
+        print(f"as a fraction of the {device_name} datasheet's dense peaks (FP32 {fp32} TFLOP/s, TF32 {tf32} TFLOP/s), "
+              "whole network, all three kernels:")
+        total_flop = sum(r["gflop"] * r["count"] for r in rows) * 1e9
+        for v in (*VARIANTS, "cudnn") if torch else VARIANTS:
+            tflops = total_flop / sum(r[f"{v}_ms"] * r["count"] for r in rows) / 1e9
+            print(f"  {v:<8} {tflops:7.2f} TFLOP/s = {tflops / fp32:6.1%} of FP32, {tflops / tf32:6.1%} of TF32")
     worst = max(r[f"{v}_error"] for r in rows for v in VARIANTS)
     print(f"largest spot-check error (relative to the sum of |terms|): {worst:.1e}"
           + ("  <- TOO LARGE: a kernel is wrong" if worst > 1e-2 else ""))

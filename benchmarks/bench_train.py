@@ -7,12 +7,13 @@ ellipse masks, float32. Inference = eval mode, no graph, forward + the CE map an
 metric maps (``model.saliency_maps``), reported per image. When PyTorch imports,
 ``benchmarks/torch_menet.py`` (an independent PyTorch MEnet of the same architecture) is timed in
 the same run with as many threads as NumPy's BLAS uses; the library itself never imports torch.
-Before timing, with torch, it asserts that both models give the same loss from the same weights
-(tiny preset; ``--no-check`` skips it).
+Before timing, with torch, it checks that both models give the same loss from the same weights
+(tiny preset; ``--no-check`` skips it); a disagreement makes the exit status 1 once the timings
+are done.
 
     python benchmarks/bench_train.py                             # tiny + paper presets on the CPU
     python benchmarks/bench_train.py --presets tiny --steps 20
-    python benchmarks/bench_train.py --device gpu --out runs/bench_gpu
+    python benchmarks/bench_train.py --device gpu --infer-batches 1,16 --out runs/bench_gpu
 """
 import argparse
 import json
@@ -35,6 +36,7 @@ def parse_args(argv=None):
     p.add_argument("--batch-tiny", type=int, default=DEFAULT_BATCH["tiny"])
     p.add_argument("--batch-paper", type=int, default=DEFAULT_BATCH["paper"])
     p.add_argument("--infer-repeats", type=int, default=3, help="timed inference batches (default 3)")
+    p.add_argument("--infer-batches", help="comma-separated inference batch sizes, e.g. 1,16 (default: the training batch)")
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     p.add_argument("--conv-kernels", choices=["simple", "tiled", "tf32"],
                    help="on the GPU, which convolution kernels (default $MINIMENET_CONV_KERNELS or tiled)")
@@ -101,6 +103,14 @@ def timed(fn, warmup, repeats, sync):
     return times
 
 
+def time_inference(infer, image_sets, repeats, sync):
+    """{batch size: median ms per image} of ``infer`` over each batch in ``image_sets``."""
+    per_image = {}
+    for b, images in image_sets.items():
+        per_image[b] = statistics.median(timed(lambda: infer(images), 1, repeats, sync)) / b
+    return per_image
+
+
 def minimenet_runner(preset, images, masks, lr):
     from minimenet.model import MEnet, MEnetConfig
     minimenet.manual_seed(0)
@@ -119,8 +129,8 @@ def minimenet_runner(preset, images, masks, lr):
         opt.step()
         return parts
 
-    def infer():
-        return model.saliency_maps(x)
+    def infer(images):
+        return model.saliency_maps(minimenet.Tensor(backend.xp.asarray(images)))
     return model, step, infer
 
 
@@ -140,8 +150,9 @@ def torch_runner(torch, preset, images, masks, lr, dev):
         opt.step()
         return parts
 
-    def infer():
-        return model.saliency_maps(x)
+    def infer(images):
+        with torch.no_grad():
+            return model.saliency_maps(torch.from_numpy(images).to(dev))
     return model, step, infer
 
 
@@ -177,8 +188,9 @@ def check_same_loss(torch, preset, images, masks, dev):
     note = (f"same weights: logits max rel diff {diff:.1e}; loss {loss.item():.6f} vs {t_loss:.6f} "
             f"(metric {parts['metric']:.6f} vs {float(t_parts['metric']):.6f}, ce {parts['ce']:.6f} vs {float(t_parts['ce']):.6f}); "
             f"largest gap / loss {max(gaps.values()):.1e}")
-    assert diff < CHECK_LOGITS_RTOL and max(gaps.values()) < CHECK_RTOL, "minimenet and torch disagree: " + note
-    return note
+    if diff < CHECK_LOGITS_RTOL and max(gaps.values()) < CHECK_RTOL:
+        return True, note
+    return False, "DISAGREE (the timings below still run): " + note
 
 
 def fmt(v, spec="10.1f"):
@@ -213,16 +225,20 @@ def main(args):
               + (f"torch {torch.__version__} on {dev} with {torch.get_num_threads()} threads" if torch else "torch not timed")
               + f"; float32, SGD lr {args.lr} momentum 0.9; load average {os.getloadavg()[0]:.1f} at start")
     print(header, flush=True)
-    results, notes = [], []
+    results, notes, disagreements = [], [], 0
     for preset in [p.strip() for p in args.presets.split(",") if p.strip()]:
         batch = {"tiny": args.batch_tiny, "paper": args.batch_paper}[preset]
         steps = args.steps or DEFAULT_STEPS[preset]
         size = {"tiny": 64, "paper": 224}[preset]
         images, masks = random_batch(batch, size)
+        infer_batches = [int(b) for b in args.infer_batches.split(",")] if args.infer_batches else [batch]
+        infer_sets = {b: random_batch(b, size, seed=1)[0] for b in infer_batches}
         row = {"preset": preset, "batch": batch, "steps": steps, "warmup": args.warmup, "device": backend.device}
 
         if torch is not None and not args.no_check and preset == "tiny":
-            note = f"{preset}: " + check_same_loss(torch, preset, images, masks, dev)
+            same, note = check_same_loss(torch, preset, images, masks, dev)
+            note = f"{preset}: {note}"
+            disagreements += not same
             print("# " + note, flush=True)
             notes.append(note)
 
@@ -230,8 +246,7 @@ def main(args):
         row["mm_params"] = mm_model.num_parameters()
         t = timed(step, args.warmup, steps, sync_minimenet)
         row["mm_step_ms"], row["mm_step_all_ms"] = statistics.median(t), t
-        t = timed(infer, 1, args.infer_repeats, sync_minimenet)
-        row["mm_infer_ms_per_image"] = statistics.median(t) / batch
+        row["mm_infer_ms_per_image"] = time_inference(infer, infer_sets, args.infer_repeats, sync_minimenet)
         del mm_model, step, infer
 
         if torch is not None:
@@ -239,21 +254,24 @@ def main(args):
             row["pt_params"] = sum(p.numel() for p in t_model.parameters())
             t = timed(t_step, args.warmup, steps, tsync)
             row["pt_step_ms"], row["pt_step_all_ms"] = statistics.median(t), t
-            t = timed(t_infer, 1, args.infer_repeats, tsync)
-            row["pt_infer_ms_per_image"] = statistics.median(t) / batch
+            row["pt_infer_ms_per_image"] = time_inference(t_infer, infer_sets, args.infer_repeats, tsync)
             row["step_ratio"] = row["mm_step_ms"] / row["pt_step_ms"]
-            row["infer_ratio"] = row["mm_infer_ms_per_image"] / row["pt_infer_ms_per_image"]
+            row["infer_ratio"] = {b: row["mm_infer_ms_per_image"][b] / row["pt_infer_ms_per_image"][b]
+                                  for b in infer_sets}
             del t_model, t_step, t_infer
         results.append(row)
         print(f"# {preset}: done ({steps} timed steps after {args.warmup} warm-up)", flush=True)
 
     lines = [header,
-             f"{'preset':7s} {'batch':>5s} {'params':>11s} | {'step mm ms':>10s} {'step pt ms':>10s} {'ratio':>6s} | "
-             f"{'infer mm ms/img':>15s} {'infer pt ms/img':>15s} {'ratio':>6s}"]
+             f"{'preset':7s} {'batch':>5s} {'params':>11s} | {'step mm ms':>10s} {'step pt ms':>10s} {'ratio':>6s}"
+             f" || {'infer batch':>11s} | {'mm ms/img':>9s} {'pt ms/img':>9s} {'ratio':>6s}"]
     for r in results:
-        lines.append(f"{r['preset']:7s} {r['batch']:5d} {r['mm_params']:11,d} | {fmt(r['mm_step_ms'])} {fmt(r.get('pt_step_ms'))} "
-                     f"{fmt(r.get('step_ratio'), '6.2f')} | {fmt(r['mm_infer_ms_per_image'], '15.1f')} "
-                     f"{fmt(r.get('pt_infer_ms_per_image'), '15.1f')} {fmt(r.get('infer_ratio'), '6.2f')}")
+        train = (f"{r['preset']:7s} {r['batch']:5d} {r['mm_params']:11,d} | {fmt(r['mm_step_ms'])} {fmt(r.get('pt_step_ms'))} "
+                 f"{fmt(r.get('step_ratio'), '6.2f')}")
+        for i, b in enumerate(r["mm_infer_ms_per_image"]):
+            lines.append((train if i == 0 else " " * len(train))
+                         + f" || {b:11d} | {fmt(r['mm_infer_ms_per_image'][b], '9.2f')} "
+                           f"{fmt(r.get('pt_infer_ms_per_image', {}).get(b), '9.2f')} {fmt(r.get('infer_ratio', {}).get(b), '6.2f')}")
         if "pt_params" in r and r["pt_params"] != r["mm_params"]:
             lines.append(f"  WARNING: parameter counts differ: minimenet {r['mm_params']:,} torch {r['pt_params']:,}")
     notes.append(f"load average {os.getloadavg()[0]:.1f} at the end")
@@ -266,8 +284,9 @@ def main(args):
                        "argv": sys.argv[1:], "time": time.strftime("%Y-%m-%d %H:%M:%S")}, fh, indent=2)
         with open(os.path.join(args.out, "results.txt"), "w") as fh:
             fh.write("\n".join(lines) + "\n")
-    return results
+    return results, disagreements
 
 
 if __name__ == "__main__":
-    main(ARGS)
+    # A disagreement fails the run, after the timings, so that one GPU run brings back both.
+    sys.exit(1 if main(ARGS)[1] else 0)

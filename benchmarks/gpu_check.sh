@@ -7,15 +7,18 @@
 #   2. benchmarks/bench_kernels.py: TFLOP/s of each variant of the convolution kernels (simple,
 #      tiled, tf32) on the 37 distinct layers of the authors' paper preset (185 M parameters,
 #      45 GFLOP per image), against cuDNN when PyTorch is there,
-#   3. benchmarks/bench_train.py --device gpu: the training step and inference of both presets
-#      with the float32 tiled kernels (asserting first, with torch, that minimenet and
-#      benchmarks/torch_menet.py give the same loss from the same weights), then the paper
-#      preset again with the TF32 ones.
+#   3. benchmarks/bench_train.py --device gpu: the training step (batch 5) and inference (batches
+#      1 and 16) of both presets with the float32 tiled kernels, checking first, with torch, that
+#      minimenet and benchmarks/torch_menet.py give the same loss from the same weights, then the
+#      paper preset again with the TF32 ones; PyTorch with cuDNN's defaults timed beside each,
+#   4. examples/train_msra10k.py --preset paper for 200 iterations on the built-in synthetic set,
+#      then a check that its loss fell.
 #
 # Each step has its own time limit and a failing step does not stop the next. RESULTS_DIR gets
-# six files: summary.log (the machine, then each step's exit status), one NAME.log per step with
-# all its output, and raw.tar.gz with the benchmarks' JSON and CSV files. Few files on purpose:
-# a lent GPU machine hands back at most 8. The exit status is the number of failed steps.
+# eight files: summary.log (the machine, then each step's exit status), one NAME.log per step
+# with all its output, and raw.tar.gz with the benchmarks' JSON and CSV files and the training
+# run's log and pictures (not its checkpoint). Few files on purpose: a lent GPU machine hands
+# back at most 8. The exit status is the number of failed steps.
 # Installs nothing: it expects numpy, pillow, cupy, pytest (and optionally torch) to be there.
 set -u
 
@@ -25,6 +28,7 @@ if [ $# -ne 1 ]; then
 fi
 results=$(mkdir -p "$1" && cd "$1" && pwd)
 cd "$(dirname "$0")/.."  # the repository root, so that tests/ and minimenet/ are found
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1  # minimenet uninstalled
 raw=$(mktemp -d)
 
 failures=0
@@ -50,14 +54,31 @@ step() {
     python3 -c 'import sys, numpy, cupy; print("python", sys.version.split()[0], "numpy", numpy.__version__, "cupy", cupy.__version__)' 2>&1
 } | tee "$results/summary.log"
 
-# The limits add up to 7 min 50 s; each step usually needs far less.
-step tests 200 env MINIMENET_DEVICE=gpu python3 -m pytest -q -p no:cacheprovider --maxfail=30 \
-    -m "not emulator" --ignore=tests/test_cuda_wheel.py tests
-step bench_kernels 150 python3 benchmarks/bench_kernels.py "$raw/kernels" --require-gpu
-step bench_train 75 python3 benchmarks/bench_train.py --device gpu --conv-kernels tiled --out "$raw/train_tiled"
-step bench_train_tf32 45 python3 benchmarks/bench_train.py --device gpu --conv-kernels tf32 --presets paper \
-    --no-check --out "$raw/train_tf32"
+# The limits add up to 7 min 40 s; each step usually needs far less.
+step tests 160 env MINIMENET_DEVICE=gpu python3 -m pytest -q -p no:cacheprovider --maxfail=100 --tb=short \
+    --durations=10 -m "not emulator" --ignore=tests/test_cuda_wheel.py tests
+step bench_kernels 100 python3 benchmarks/bench_kernels.py "$raw/kernels" --require-gpu
+step bench_train 70 python3 benchmarks/bench_train.py --device gpu --conv-kernels tiled --infer-batches 1,16 \
+    --out "$raw/train_tiled"
+step bench_train_tf32 40 python3 benchmarks/bench_train.py --device gpu --conv-kernels tf32 --presets paper \
+    --infer-batches 1,16 --no-check --out "$raw/train_tf32"
+# The trainer itself, the paper preset on the built-in synthetic set; then the loss must have
+# fallen (the mean of the last three logged losses below that of the first three).
+step train_paper 90 env MINIMENET_DEVICE=gpu python3 examples/train_msra10k.py --preset paper --iterations 200 \
+    --val-every 100 --checkpoint-every 100 --out "$raw/train_paper"
+step loss_fell 10 python3 -c '
+import json, statistics, sys
+losses = [r["loss"] for r in map(json.loads, open(sys.argv[1])) if "loss" in r]
+if len(losses) < 6:
+    sys.exit(f"only {len(losses)} logged losses: the run stopped early")
+first, last = statistics.mean(losses[:3]), statistics.mean(losses[-3:])
+print(f"{len(losses)} logged losses: mean of the first three {first:.4f}, of the last three {last:.4f}")
+sys.exit(0 if last < first else 1)' "$raw/train_paper/log.jsonl"
 
-tar -czf "$results/raw.tar.gz" -C "$raw" . && rm -rf "$raw"
+tar -czf "$results/raw.tar.gz" --exclude=checkpoint.npz -C "$raw" . && rm -rf "$raw"
+for table in train_tiled train_tf32; do
+    tar -xzOf "$results/raw.tar.gz" "./$table/results.txt" 2>/dev/null
+done
+cat "$results/summary.log"
 echo "=== gpu_check: $failures failed step(s); logs and raw.tar.gz in $results" | tee -a "$results/summary.log"
 exit "$failures"
