@@ -47,6 +47,10 @@ DEFAULTS = dict(preset="tiny", variant="menet", metric_gradient="authors", backg
                 out="runs/menet-tiny", momentum=0.9, weight_decay=1e-8, log_every=10, seed=0, synthetic_count=1000)
 LR_STEPS = (0.6, 0.9)   # fractions of the run where the lr is multiplied by LR_DECAY
 LR_DECAY = 0.1
+# Batch norm over fewer values per channel than this at the deepest level (S/32 x S/32, times the
+# batch) has a gradient that can explode: at S 32 and batch 2 the first gradient norm reached 8e4
+# on some batches against a median of 200 (25 at batch 4); the trainer warns.
+MIN_DEEPEST_VALUES = 4
 MSRA10K_SIZE = 9000     # more pairs than this get the paper's MSRA10K split
 
 # The files of a run folder (besides .lock): a new run refuses a folder that holds any of them.
@@ -398,6 +402,12 @@ def _train_locked(cfg, run, resume, overwrite, stream):
     progress.message(f"MEnet {cfg.preset} ({model.num_parameters():,} parameters, variant {cfg.variant}) on "
                      f"{backend.device}; {cfg.iterations} iterations of batch {cfg.batch_size}; run folder {run}")
     progress.start = start
+    deepest = cfg.batch_size * (model.config.image_size // 32) ** 2
+    if deepest < MIN_DEEPEST_VALUES:
+        progress.message(f"warning: the deepest level is {model.config.image_size // 32}x{model.config.image_size // 32}, so "
+                         f"its batch norms see only {deepest} values per channel in a batch of {cfg.batch_size}: their "
+                         f"gradient can reach 1e5 and wreck the first steps. Use --batch-size "
+                         f"{-(-MIN_DEEPEST_VALUES // (model.config.image_size // 32) ** 2)} or more, or a larger --image-size")
 
     def diverged(what, iteration, detail=""):
         kept = (f"The last good checkpoint is kept at {checkpoint_path} (iteration {saved_at}); --resume "

@@ -53,7 +53,7 @@ def synthetic(tmp_path_factory):
 @pytest.fixture(scope="module")
 def checkpoint(synthetic, tmp_path_factory):
     cfg = TrainConfig(data=str(synthetic), out=str(tmp_path_factory.mktemp("run") / "run"), image_size=32, width=2,
-                      iterations=1, batch_size=2, val_every=100, checkpoint_every=100)
+                      iterations=1, batch_size=4, val_every=100, checkpoint_every=100)
     training.train(cfg, stream=io.StringIO())
     return Path(cfg.out) / "checkpoint.npz"
 
@@ -203,7 +203,7 @@ def test_evaluate_saves_maps_whole_or_not_at_all_and_keeps_results(checkpoint, s
 # --- train -----------------------------------------------------------------------------------------
 
 def train_args(synthetic, out, *extra):
-    return ["--data", synthetic, "--out", out, "--image-size", 32, "--width", 2, "--iterations", 1, "--batch-size", 2,
+    return ["--data", synthetic, "--out", out, "--image-size", 32, "--width", 2, "--iterations", 1, "--batch-size", 4,
             *extra]
 
 

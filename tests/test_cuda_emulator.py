@@ -678,6 +678,7 @@ def test_losses_metric_loss_runs_the_kernels(gradient, monkeypatch):
 # ------------------------------------------------------------------------------ the GPU wiring
 
 @needs_compiler
+@pytest.mark.emulator  # its model is built on NumPy arrays, so on a GPU backend it has nothing to check
 def test_the_model_on_the_kernels_matches_the_model_on_numpy(monkeypatch):
     """What a GPU runs, minus CuPy: every convolution, transposed convolution and metric loss of a
     small MEnet goes through minimenet.cuda (the dispatch in conv.py and losses.py believes the

@@ -28,7 +28,7 @@ def data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def checkpoint(data, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "run"
-    cfg = TrainConfig(data=str(data), out=str(out), image_size=32, width=2, iterations=2, batch_size=2,
+    cfg = TrainConfig(data=str(data), out=str(out), image_size=32, width=2, iterations=2, batch_size=4,
                       val_every=100, checkpoint_every=100)
     training.train(cfg, stream=io.StringIO())
     return out / "checkpoint.npz"
@@ -122,7 +122,7 @@ def table3(*args):
 
 
 def test_table3_trains_the_three_variants_alike_and_a_rerun_keeps_them(data, tmp_path):
-    options = ["--data", data, "--out", tmp_path / "t3", "--iterations", 2, "--image-size", 32, "--width", 2, "--batch-size", 2]
+    options = ["--data", data, "--out", tmp_path / "t3", "--iterations", 2, "--image-size", 32, "--width", 2, "--batch-size", 4]
     first = table3(*options)
     assert first.returncode == 0, first.stderr
     table = json.loads((tmp_path / "t3" / "table3.json").read_text())
@@ -152,7 +152,7 @@ def test_table3_resumes_an_interrupted_variant(data, tmp_path, monkeypatch, caps
             os.kill(os.getpid(), signal.SIGTERM)   # during ce-plain's second iteration
         return real_loss(self, out, masks)
     options = ["--data", str(data), "--out", str(tmp_path / "t3"), "--iterations", "3", "--image-size", "32", "--width", "2",
-               "--batch-size", "2"]
+               "--batch-size", "4"]
     monkeypatch.setattr(MEnet, "loss", loss_then_sigterm)
     with pytest.raises(SystemExit, match="run the same command again"):
         command.main(options)

@@ -149,7 +149,7 @@ def run(script, *args):
 def test_train_evaluate_and_predict_run_through_the_corpus_without_a_traceback(corpus, tmp_path):
     root, expected = corpus
     trained = run("train_msra10k.py", "--data", root, "--out", tmp_path / "run", "--image-size", 32, "--width", 2,
-                  "--iterations", 3, "--batch-size", 2, "--val-count", 3, "--test-count", 4)
+                  "--iterations", 3, "--batch-size", 4, "--val-count", 3, "--test-count", 4)
     assert trained.returncode == 0, trained.stderr
     assert "Traceback" not in trained.stderr
     checkpoint = tmp_path / "run" / "checkpoint.npz"
