@@ -178,10 +178,11 @@ extern "C" __global__ void conv2d_input_grad(
 //
 // Here K (every output pixel of the batch) is long and M N (the weight's size) is small, so the
 // tiles of dw alone would give a GPU too few blocks. The grid's z dimension therefore splits K
-// into gridDim.z slices ("split-K"); each block sums its slice and adds its partial sums into dw
-// with atomicAdd, so dw must be zeroed before the launch.
+// into gridDim.z slices ("split-K"); block z writes its slice's sums to dw_slices[z] (shape
+// gridDim.z x Co x N), and the launcher adds the slices in a fixed order. No atomicAdd: the
+// result is the same on every run, so a resumed training matches an uninterrupted one exactly.
 extern "C" __global__ void conv2d_weight_grad(
-    const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ dw,
+    const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ dw_slices,
     int batch, int in_channels, int in_height, int in_width,
     int out_channels, int kernel_height, int kernel_width,
     int stride_h, int stride_w, int pad_h, int pad_w,
@@ -239,6 +240,6 @@ extern "C" __global__ void conv2d_weight_grad(
         __syncthreads();
     }
 
-    if (co < gemm_m && q_in_range)
-        atomicAdd(&dw[co * gemm_n + q], sum);
+    if (co < gemm_m && q_in_range)  // every block writes its slice, an empty one too (sum 0)
+        dw_slices[(static_cast<long long>(blockIdx.z) * gemm_m + co) * gemm_n + q] = sum;
 }

@@ -318,10 +318,10 @@ __device__ void conv2d_input_grad_body(
 // Loads: thread t always fetches slab row k = t % 16, so it decodes one pixel (n, oh, ow) per
 // slab; it fetches b_tile[k][t / 16 + 16 i] (i < 8, columns fixed, their (ci, r, s) decoded once)
 // and a_tile[k][t / 16 + 16 i] (i < 2). Neighbouring threads read neighbouring pixels.
-// Split-K over gridDim.z with atomicAdd, as in conv2d.cu: dw must be zeroed before the launch.
+// Split-K over gridDim.z, as in conv2d.cu: block z writes dw_slices[z], the launcher adds them.
 template <class Math>
 __device__ void conv2d_weight_grad_body(
-    const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ dw,
+    const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ dw_slices,
     int batch, int in_channels, int in_height, int in_width,
     int out_channels, int kernel_height, int kernel_width,
     int stride_h, int stride_w, int pad_h, int pad_w,
@@ -390,7 +390,7 @@ __device__ void conv2d_weight_grad_body(
     for (int e = 0; e < ACCUMULATORS; ++e) {
         const int co = m0 + math.row(e), q = n0 + math.col(e);
         if (co < out_channels && q < gemm_n)
-            atomicAdd(&dw[co * gemm_n + q], math.accumulator(e));
+            dw_slices[(static_cast<long long>(blockIdx.z) * out_channels + co) * gemm_n + q] = math.accumulator(e);
     }
 }
 
@@ -443,23 +443,23 @@ extern "C" __global__ void conv2d_input_grad_tf32(
 }
 
 extern "C" __global__ void conv2d_weight_grad_tiled(
-    const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ dw,
+    const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ dw_slices,
     int batch, int in_channels, int in_height, int in_width,
     int out_channels, int kernel_height, int kernel_width,
     int stride_h, int stride_w, int pad_h, int pad_w,
     int out_height, int out_width)
 {
-    conv2d_weight_grad_body<FmaMath>(x, dy, dw, batch, in_channels, in_height, in_width, out_channels, kernel_height, kernel_width,
+    conv2d_weight_grad_body<FmaMath>(x, dy, dw_slices, batch, in_channels, in_height, in_width, out_channels, kernel_height, kernel_width,
         stride_h, stride_w, pad_h, pad_w, out_height, out_width);
 }
 
 extern "C" __global__ void conv2d_weight_grad_tf32(
-    const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ dw,
+    const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ dw_slices,
     int batch, int in_channels, int in_height, int in_width,
     int out_channels, int kernel_height, int kernel_width,
     int stride_h, int stride_w, int pad_h, int pad_w,
     int out_height, int out_width)
 {
-    conv2d_weight_grad_body<Tf32Math>(x, dy, dw, batch, in_channels, in_height, in_width, out_channels, kernel_height, kernel_width,
+    conv2d_weight_grad_body<Tf32Math>(x, dy, dw_slices, batch, in_channels, in_height, in_width, out_channels, kernel_height, kernel_width,
         stride_h, stride_w, pad_h, pad_w, out_height, out_width);
 }

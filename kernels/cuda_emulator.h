@@ -8,8 +8,7 @@
 //     CUDA thread, all running at the same time, so races and missing barriers show up;
 //   * __syncthreads() is an OpenMP barrier (an orphaned one: it binds to the parallel region
 //     the launcher opens for the block);
-//   * __shared__ variables are function-level statics, one copy shared by every thread;
-//   * atomicAdd is an OpenMP atomic capture.
+//   * __shared__ variables are function-level statics, one copy shared by every thread.
 //
 // docs/cuda.md lists the subset of CUDA the kernels may use so that they stay emulatable.
 #pragma once
@@ -41,18 +40,6 @@ static thread_local dim3 threadIdx;
 // g++ understands __restrict__ natively.
 
 inline void __syncthreads() { _Pragma("omp barrier") }
-
-inline float atomicAdd(float* address, float value) {
-    float old;
-    _Pragma("omp atomic capture") { old = *address; *address += value; }
-    return old;
-}
-
-inline int atomicAdd(int* address, int value) {
-    int old;
-    _Pragma("omp atomic capture") { old = *address; *address += value; }
-    return old;
-}
 
 // CUDA's min and max are overloaded device functions rather than templates.
 inline int min(int a, int b) { return a < b ? a : b; }

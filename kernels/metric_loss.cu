@@ -24,23 +24,26 @@
 //
 // Launches (minimenet/cuda/metric.py), all with METRIC_BLOCK threads per block and
 // pixel_blocks = ceil(P / METRIC_BLOCK):
-//   1. metric_region_sums      grid (pixel_blocks, C, B), weights 1: sums[n, r, c] = n_r c_r,
-//                              counts[n, r] = n_r.
+//   1. metric_region_sums      grid (pixel_blocks, C, B), weights 1: per pixel block, summed by
+//                              the host: sums[n, r, c] = n_r c_r, counts[n, r] = n_r.
 //   2. metric_terms            grid (pixel_blocks, B): terms[n, i].
 //   3. (host) m = hard_negative_mask(terms, labels).
 //   4. metric_region_sums      again with weights m ("exact" only): M_r and k_r.
-//   5. metric_loss_and_grad    grid (pixel_blocks, B): grad[n, c, i], and the loss.
+//   5. metric_loss_and_grad    grid (pixel_blocks, B): grad[n, c, i], and the loss per pixel
+//                              block, summed by the host.
+// No atomicAdd: every block writes its own partial sums and the host adds them in a fixed order,
+// so the loss and the gradient are the same on every run.
 
 constexpr int METRIC_BLOCK = 256;  // a power of two: the tree reductions below halve it
 
-// Weighted region sums, with w_i an int weight per pixel (all 1, or the mining mask):
-//   sums[n, r, c] += sum over this block's pixels i of region r of w_i y[n, c, i]
-//   counts[n, r]  += sum over this block's pixels i of region r of w_i   (by the c = 0 blocks)
-// Each block reduces its METRIC_BLOCK pixels in shared memory and adds one partial sum per output
-// with atomicAdd, so sums and counts must be zeroed before the launch.
+// Weighted region sums over the pixels of block b = blockIdx.x, with w_i an int weight per pixel
+// (all 1, or the mining mask):
+//   block_sums[b, n, r, c] = sum over block b's pixels i of region r of w_i y[n, c, i]
+//   block_counts[b, n, r]  = sum over block b's pixels i of region r of w_i   (by the c = 0 blocks)
+// Each block reduces its METRIC_BLOCK pixels in shared memory and writes one partial sum per output.
 extern "C" __global__ void metric_region_sums(
     const float* __restrict__ y, const int* __restrict__ labels, const int* __restrict__ weights,
-    float* __restrict__ sums, int* __restrict__ counts,
+    float* __restrict__ block_sums, int* __restrict__ block_counts,
     int channels, int pixels)
 {
     __shared__ float salient_partial[METRIC_BLOCK];
@@ -85,11 +88,12 @@ extern "C" __global__ void metric_region_sums(
     }
 
     if (t == 0) {
-        atomicAdd(&sums[(n * 2 + 1) * channels + c], salient_partial[0]);
-        atomicAdd(&sums[(n * 2 + 0) * channels + c], background_partial[0]);
+        const int image = blockIdx.x * gridDim.z + n;  // (b, n) in block_sums' first two axes
+        block_sums[(image * 2 + 1) * channels + c] = salient_partial[0];
+        block_sums[(image * 2 + 0) * channels + c] = background_partial[0];
         if (c == 0) {
-            atomicAdd(&counts[n * 2 + 1], salient_count_partial[0]);
-            atomicAdd(&counts[n * 2 + 0], background_count_partial[0]);
+            block_counts[image * 2 + 1] = salient_count_partial[0];
+            block_counts[image * 2 + 0] = background_count_partial[0];
         }
     }
 }
@@ -130,14 +134,13 @@ extern "C" __global__ void metric_terms(
 //   exact != 0:  grad[n, c, i] = [2 m_i (c_other[c] - c_own[c])
 //                                 + (2 / max(n_own, 1)) ((M_other[c] - k_other c_own[c])
 //                                                        - (M_own[c] - k_own c_own[c]))] / P
-//   loss += sum over this block's pixels of m_i terms[n, i] / P
-// loss (one float) must be zeroed before the launch.
+//   block_losses[n, b] = sum over block b's pixels i of m_i terms[n, i] / P
 extern "C" __global__ void metric_loss_and_grad(
     const float* __restrict__ y, const int* __restrict__ labels,
     const float* __restrict__ terms, const int* __restrict__ mask,
     const float* __restrict__ sums, const int* __restrict__ counts,
     const float* __restrict__ mined_sums, const int* __restrict__ mined_counts,
-    float* __restrict__ grad, float* __restrict__ loss,
+    float* __restrict__ grad, float* __restrict__ block_losses,
     int channels, int pixels, int exact)
 {
     __shared__ float loss_partial[METRIC_BLOCK];
@@ -188,5 +191,5 @@ extern "C" __global__ void metric_loss_and_grad(
         __syncthreads();
     }
 
-    if (t == 0) atomicAdd(loss, loss_partial[0] * inv_pixels);
+    if (t == 0) block_losses[n * gridDim.x + blockIdx.x] = loss_partial[0] * inv_pixels;
 }

@@ -344,6 +344,33 @@ def test_cases_cover_split_k_and_partial_tiles(kernels):
     assert any(c[4] % geometry.tile_m and c[4] > geometry.tile_m for c in CONV_CASES)
 
 
+@pytest.mark.parametrize("file_name", ["conv2d.cu", "conv2d_tiled.cu", "metric_loss.cu"])
+def test_no_kernel_adds_with_atomics(file_name):
+    """The emulator runs blocks in one order, so the repeat test below can only fail on a GPU;
+    this is its CPU half: atomicAdd, whose order varies on a GPU, appears in no kernel's code."""
+    code = "\n".join(line.split("//")[0] for line in sources.read_source(file_name).splitlines())
+    assert "atomicAdd" not in code
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kernels", cuda_conv.VARIANTS)
+def test_split_k_and_the_metric_loss_give_the_same_bits_every_run(kernels, backend):
+    """No float atomicAdd: the weight gradient's K slices and the metric loss's pixel blocks are
+    added in a fixed order, so repeated runs agree bit for bit (a resumed training then matches
+    an uninterrupted one exactly, on the GPU too)."""
+    case = max(CONV_CASES, key=lambda c: cuda_conv.weight_grad_slices(conv_inputs(c, 0)[1].shape, conv_inputs(c, 0)[2].shape, kernels))
+    x, w, dy, stride, padding = conv_inputs(case, 3)
+    assert cuda_conv.weight_grad_slices(w.shape, dy.shape, kernels) > 1
+    first, *again = [run(backend, cuda.conv2d_weight_grad, x, dy, w.shape, stride, padding, kernels=kernels) for _ in range(3)]
+    for result in again:
+        np.testing.assert_array_equal(result, first)
+    f, labels = metric_inputs(max(METRIC_SHAPES.values(), key=lambda shape: shape[2] * shape[3]), seed=5)
+    first, *again = [run(backend, cuda_metric.metric_loss_stages, f, labels, "exact") for _ in range(3)]
+    for stages in again:
+        for name in ("loss", "grad", "sums", "mined_sums"):
+            np.testing.assert_array_equal(getattr(stages, name), getattr(first, name), err_msg=name)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("kernels", ["simple", "tiled"])  # TF32 rounding is checked elementwise above
 def test_conv2d_adjoint_identities(kernels, backend):

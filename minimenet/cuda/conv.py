@@ -25,7 +25,8 @@ from .launch import launch
 
 # Split-K for the weight gradient (see conv2d_weight_grad in conv2d.cu): enough blocks to fill a
 # large GPU several times over (an H100 has 132 SMs, each holding up to 8 blocks of 256
-# threads), but never so thin a slice that a block's atomic adds outweigh its arithmetic.
+# threads), but never so thin a slice that writing and adding its partial sums outweighs its
+# arithmetic. The slices' partial sums take at most about TARGET_BLOCKS tiles of memory.
 TARGET_BLOCKS = 1024
 MIN_SLABS_PER_SLICE = 8
 
@@ -180,9 +181,10 @@ def conv2d_weight_grad(x, dy, w_shape, stride, padding, kernels=None):
     if tuple(dy.shape) != expected_dy:
         raise ValueError(f"conv2d_weight_grad: dy has shape {tuple(dy.shape)}, but x {tuple(x.shape)} and w {tuple(w_shape)} give outputs of shape {expected_dy}")
     w_shape = tuple(int(s) for s in w_shape)
-    dw = array_module(x).zeros(w_shape, dtype=x.dtype)  # the kernel accumulates into it
     out_channels, in_channels, kernel_h, kernel_w = w_shape
-    grid = (_ceil_div(in_channels * kernel_h * kernel_w, kernels.tile_n), _ceil_div(out_channels, kernels.tile_m),
-            weight_grad_slices(w_shape, dy.shape, kernels.name))
-    launch(kernels.file_name, kernels.kernel("weight_grad"), grid, kernels.block, (x, dy, dw, *geometry))
-    return dw
+    slices = weight_grad_slices(w_shape, dy.shape, kernels.name)
+    dw_slices = array_module(x).empty((slices, *w_shape), dtype=x.dtype)  # every block writes its part
+    grid = (_ceil_div(in_channels * kernel_h * kernel_w, kernels.tile_n), _ceil_div(out_channels, kernels.tile_m), slices)
+    launch(kernels.file_name, kernels.kernel("weight_grad"), grid, kernels.block, (x, dy, dw_slices, *geometry))
+    # Added in a fixed order rather than by atomicAdd in the kernel: the same sum on every run.
+    return dw_slices[0] if slices == 1 else dw_slices.sum(axis=0)

@@ -61,11 +61,11 @@ def metric_loss_stages(y, labels, gradient="authors"):
     pixel_blocks = -(-pixels // _block())
 
     def region_sums(weights):
-        sums = xp.zeros((batch, 2, channels), dtype=xp.float32)
-        counts = xp.zeros((batch, 2), dtype=xp.int32)
+        block_sums = xp.empty((pixel_blocks, batch, 2, channels), dtype=xp.float32)
+        block_counts = xp.empty((pixel_blocks, batch, 2), dtype=xp.int32)
         launch(KERNEL_FILE, "metric_region_sums", (pixel_blocks, channels, batch), block,
-               (y, labels, weights, sums, counts, channels, pixels))
-        return sums, counts
+               (y, labels, weights, block_sums, block_counts, channels, pixels))
+        return block_sums.sum(axis=0), block_counts.sum(axis=0, dtype=xp.int32)
 
     sums, counts = region_sums(xp.ones((batch, pixels), dtype=xp.int32))
     terms = xp.empty((batch, pixels), dtype=xp.float32)
@@ -79,8 +79,8 @@ def metric_loss_stages(y, labels, gradient="authors"):
     else:  # not read by the kernel; it still needs arrays to point at
         mined = (xp.zeros(1, dtype=xp.float32), xp.zeros(1, dtype=xp.int32))
     grad = xp.empty_like(y)
-    loss = xp.zeros(1, dtype=xp.float32)
+    block_losses = xp.empty((batch, pixel_blocks), dtype=xp.float32)
     launch(KERNEL_FILE, "metric_loss_and_grad", (pixel_blocks, batch, 1), block,
-           (y, labels, terms, mask, sums, counts, *mined, grad, loss, channels, pixels, int(exact)))
-    return MetricStages(loss.reshape(()), grad, terms, mask, sums, counts,
+           (y, labels, terms, mask, sums, counts, *mined, grad, block_losses, channels, pixels, int(exact)))
+    return MetricStages(block_losses.sum(), grad, terms, mask, sums, counts,
                         *(mined if exact else (None, None)))
