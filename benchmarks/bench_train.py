@@ -112,9 +112,10 @@ def time_inference(infer, image_sets, repeats, sync):
 
 
 def minimenet_runner(preset, images, masks, lr):
-    from minimenet.model import MEnet, MEnetConfig
+    from minimenet.config import network_config
+    from minimenet.model import MEnet
     minimenet.manual_seed(0)
-    model = MEnet(MEnetConfig.preset(preset))
+    model = MEnet(network_config(preset))
     opt = minimenet.SGD(model.parameters(), lr, momentum=0.9, weight_decay=1e-8,
                         multipliers=model.learning_rate_multipliers())
     x = minimenet.Tensor(backend.xp.asarray(images))
@@ -166,9 +167,10 @@ def check_same_loss(torch, preset, images, masks, dev):
     check that the architectures, not just the parameter counts, agree (tests/test_torch_twin.py
     does this level by level in float64)."""
     import torch_menet
-    from minimenet.model import MEnet, MEnetConfig
+    from minimenet.config import network_config
+    from minimenet.model import MEnet
     minimenet.manual_seed(0)
-    mm = MEnet(MEnetConfig.preset(preset))
+    mm = MEnet(network_config(preset))
     tm = torch_menet.copy_from_minimenet(torch_menet.build(preset).to(dev), mm)
     out = mm(minimenet.Tensor(backend.xp.asarray(images)))
     loss, parts = mm.loss(out, backend.xp.asarray(masks))

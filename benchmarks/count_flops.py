@@ -10,7 +10,8 @@ import numpy as np
 
 import minimenet as mm
 from minimenet import nn
-from minimenet.model import MEnet, MEnetConfig
+from minimenet.config import PRESETS, network_config
+from minimenet.model import MEnet
 
 
 def forward_gflop(model):
@@ -39,6 +40,6 @@ def forward_gflop(model):
 
 
 if __name__ == "__main__":
-    for preset in MEnetConfig.PRESETS:
-        model = MEnet(MEnetConfig.preset(preset))
+    for preset in PRESETS:
+        model = MEnet(network_config(preset))
         print(f"{preset:>6}: {model.num_parameters():>12,} parameters, {forward_gflop(model):7.3f} GFLOP forward per image")

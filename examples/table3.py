@@ -22,7 +22,9 @@ from minimenet.data import DatasetError
 from minimenet.distort import Distortion
 from minimenet.inference import evaluate, map_names
 from minimenet.plot import atomic_write
-from minimenet.train import ConfigError, RunFolderError, TrainConfig, TrainingDiverged, datasets, train
+from minimenet.config import ConfigError, TrainConfig
+from minimenet.runs import RunFolderError
+from minimenet.train import TrainingDiverged, datasets, train
 
 VARIANTS = ("ce-plain", "ce-only", "menet")
 DISTORTIONS = ("awgn", "jpeg")

@@ -38,25 +38,14 @@ BACKGROUND_ESTIMATES = ("authors", "paper")
 
 @dataclass(frozen=True)
 class MEnetConfig:
-    image_size: int = 64              # S, a multiple of 32
-    width: int = 4                    # w: channels of the stem; level i has w 2^i
+    image_size: int                   # S, a multiple of 32 (the presets' are in minimenet/config.py)
+    width: int                        # w: channels of the stem; level i has w 2^i
     feature_dim: int = 16             # "convolution operation with 16 kernels"
     variant: str = "menet"            # Table III: "menet", "ce-only" (no metric loss), "ce-plain" (no scale maps)
     ce_weight: float = 1.0            # lambda of Eq. 4
     metric_gradient: str = "authors"  # "authors" (their layer's) or "exact" (of Eq. 3); see losses.metric_loss
     background: str = "authors"       # Eq. 5's background centroid: see ``metric_saliency``
     dtype: str = "float32"
-
-    PRESETS = {
-        "paper": dict(image_size=224, width=32),
-        "tiny": dict(image_size=64, width=4),
-    }
-
-    @classmethod
-    def preset(cls, name, **overrides):
-        if name not in cls.PRESETS:
-            raise ValueError(f"unknown preset {name!r}: choose one of {sorted(cls.PRESETS)}")
-        return cls(**{**cls.PRESETS[name], **overrides})
 
     def __post_init__(self):
         if self.image_size % 32 or self.image_size < 32:
@@ -146,7 +135,7 @@ class Output:
 
 
 class MEnet(nn.Module):
-    def __init__(self, config=MEnetConfig()):
+    def __init__(self, config):
         self.config = config
         c, dt = config.widths, config.dtype
         k = config.image_size // 32

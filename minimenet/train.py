@@ -1,281 +1,52 @@
-"""Training MEnet: a plain SGD loop with its configuration at the top.
+"""Training MEnet: a plain SGD loop. Its settings, the presets included, are in
+``minimenet/config.py``; this module is the loop around them.
 
-The ``paper`` preset is the authors' solver: SGD, lr 0.1, momentum 0.9, weight decay 1e-8,
-batch 5, 100 000 iterations with the lr divided by 10 at 60 % and 90 % of the run (their
-iterations 60 000 and 90 000; their third step falls on the last iteration), convolution biases
-at twice the rate without weight decay, random crops (90-100 % of each side) and flips. The
-``tiny`` preset is the same network and recipe scaled for a CPU: a 64 x 64 network that trains
-in minutes on the built-in synthetic set.
-
-Gradient clipping and warm-up are off by default: with the authors' metric gradient the
-network trains at lr 0.1 without them (the README's "Training stability" table measures it).
-They remain available as ``clip_norm`` and ``warmup``.
+The schedule is the authors': the lr divided by 10 at 60 % and 90 % of the run (their iterations
+60 000 and 90 000 of 100 000; their third step falls on the last iteration), convolution biases at
+twice the rate without weight decay, random crops (90-100 % of each side) and flips. Each
+iteration logs its losses; checkpoints, validation and a Ctrl-C save keep a run resumable.
 """
 import json
 import math
-import os
 import signal
 import sys
 import time
-from dataclasses import dataclass, fields
 from pathlib import Path
 
-try:
-    import fcntl
-except ImportError:  # Windows: run folders are not locked
-    fcntl = None
-
 from . import backend, nn
-from .data import (MSRA10K_VALIDATION_COUNT, DatasetError, SaliencyDataset, TrainingBatches, denormalize,
-                   make_synthetic_dataset, read_stem_list, split_by_counts, split_by_fractions, split_msra10k)
 from .checkpoint import (CheckpointError, examples, load_checkpoint, load_model, model_from_checkpoint, nonfinite,
                          save_checkpoint)
+from .config import ConfigError, resume_config
+from .data import DatasetError, SaliencyDataset, TrainingBatches, denormalize, make_synthetic_dataset, training_splits
 from .inference import evaluate, map_names
-from .model import MEnet, MEnetConfig
+from .model import MEnet
 from .optim import SGD
 from .plot import atomic_write, plot_training_log, prediction_grid
+from .runs import RUN_FILES, RunFolderError, RunLock, remove_temporary_files, truncate_log
 from .tensor import Tensor
 
-PRESET_DEFAULTS = {
-    "paper": dict(iterations=100_000, batch_size=5, lr=0.1, warmup=0, clip_norm=0.0, val_every=5000,
-                  checkpoint_every=1000),
-    "tiny": dict(iterations=2000, batch_size=8, lr=0.1, warmup=0, clip_norm=0.0, val_every=500,
-                 checkpoint_every=250),
-}
-# The defaults of the settings that do not depend on the preset.
-DEFAULTS = dict(preset="tiny", variant="menet", metric_gradient="authors", background="authors",
-                out="runs/menet-tiny", momentum=0.9, weight_decay=1e-8, log_every=10, seed=0, synthetic_count=1000)
 LR_STEPS = (0.6, 0.9)   # fractions of the run where the lr is multiplied by LR_DECAY
 LR_DECAY = 0.1
 # Batch norm over fewer values per channel than this at the deepest level (S/32 x S/32, times the
 # batch) has a gradient that can explode: at S 32 and batch 2 the first gradient norm reached 8e4
 # on some batches against a median of 200 (25 at batch 4); the trainer warns.
 MIN_DEEPEST_VALUES = 4
-MSRA10K_SIZE = 9000     # more pairs than this get the paper's MSRA10K split
-
-# The files of a run folder (besides .lock): a new run refuses a folder that holds any of them.
-RUN_FILES = ("checkpoint.npz", "log.jsonl", "loss.png", "results.json", "predictions.png")
-
-
-class ConfigError(ValueError):
-    """A setting that cannot work (named by its command-line flag), or flags a resume does not take."""
 
 
 class TrainingDiverged(RuntimeError):
     pass
 
 
-class RunFolderError(RuntimeError):
-    """The run folder holds another run, or another training is using it."""
-
-
-def flag(name):
-    return "--" + name.replace("_", "-")
-
-
-@dataclass
-class TrainConfig:
-    """Every setting of a run. None takes the default: PRESET_DEFAULTS for the preset's settings,
-    DEFAULTS for the others, and for image_size and width the preset's network.
-    ``given`` (not a field) names the settings the caller set; a resume compares those with the
-    checkpoint's."""
-    preset: str = None                # "tiny" | "paper"
-    variant: str = None               # menet | ce-only | ce-plain (Table III)
-    image_size: int = None            # None: the preset's network (MEnetConfig.PRESETS), likewise below
-    width: int = None
-    metric_gradient: str = None       # "authors" or "exact" (losses.metric_loss)
-    background: str = None            # Eq. 5's reading for the "metric" map: "authors" or "paper" (model.metric_saliency)
-    data: str = None                  # dataset folder; None = the built-in synthetic set
-    out: str = None                   # checkpoints, log, pictures (runs/menet-tiny)
-    iterations: int = None
-    batch_size: int = None
-    lr: float = None
-    warmup: int = None                # iterations of linear lr warm-up from 0; 0 disables it
-    clip_norm: float = None           # cap on the global gradient norm; 0 disables clipping
-    momentum: float = None            # 0.9
-    weight_decay: float = None        # 1e-8
-    val_every: int = None
-    checkpoint_every: int = None
-    log_every: int = None             # 10
-    seed: int = None                  # 0
-    synthetic_count: int = None       # 1000
-    test_list: str = None             # file of test stems, one per line (e.g. MSRA1K)
-    val_count: int = None             # validation pairs; None: 5 % (500 for MSRA10K or with test_list), 0: none
-    test_count: int = None            # test pairs; None: 10 % (the rest beside 9 000 for MSRA10K), 0: none
-
-    def __post_init__(self):
-        self.given = frozenset(f.name for f in fields(self) if getattr(self, f.name) is not None)
-        preset = self.preset if self.preset is not None else DEFAULTS["preset"]
-        if preset not in PRESET_DEFAULTS:
-            raise ConfigError(f"unknown preset {preset!r}: choose one of {sorted(PRESET_DEFAULTS)} (--preset)")
-        for name, value in {**DEFAULTS, **PRESET_DEFAULTS[preset]}.items():
-            if getattr(self, name) is None:
-                setattr(self, name, value)
-        self.validate()
-
-    def validate(self):
-        """Raise ConfigError, naming the flag, for a setting that cannot work."""
-        def check(names, ok, what):
-            for name in names:
-                value = getattr(self, name)
-                if value is None:
-                    continue
-                number = isinstance(value, (int, float)) and not isinstance(value, bool)
-                if not (number and math.isfinite(value) and ok(value)):
-                    raise ConfigError(f"{flag(name)} must be {what}, got {value!r}")
-        check(("iterations", "batch_size", "val_every", "checkpoint_every", "log_every", "synthetic_count", "width"),
-              lambda v: v == int(v) and v >= 1, "a whole number of at least 1")
-        check(("warmup", "val_count", "test_count"), lambda v: v == int(v) and v >= 0, "a whole number of at least 0")
-        check(("seed",), lambda v: v == int(v) and v >= 0, "a whole number of at least 0")
-        check(("lr",), lambda v: v > 0, "a positive number")
-        check(("clip_norm",), lambda v: v >= 0, "at least 0 (0 disables clipping)")
-        check(("weight_decay",), lambda v: v >= 0, "at least 0")
-        check(("momentum",), lambda v: 0 <= v < 1, "in [0, 1)")
-        check(("image_size",), lambda v: v == int(v) and v >= 32 and v % 32 == 0,
-              "a positive multiple of 32 (the network has five stride-2 levels)")
-        if self.test_list is not None and self.test_count is not None:
-            raise ConfigError("--test-count and --test-list exclude each other: the list sets the test split")
-        try:
-            self.model_config()
-        except ValueError as exc:
-            raise ConfigError(str(exc).replace("MEnetConfig: ", "").replace("_", "-")) from None
-
-    def model_config(self):
-        sizes = {k: getattr(self, k) for k in ("image_size", "width") if getattr(self, k) is not None}
-        return MEnetConfig.preset(self.preset, variant=self.variant, metric_gradient=self.metric_gradient,
-                                  background=self.background, **sizes)
-
-
 # --- Data ----------------------------------------------------------------------------------------
 
-def dataset_splits(cfg, stems):
-    """{"train", "val", "test"} -> stems. Over 9 000 pairs (MSRA10K): the paper's split, 8 500 /
-    500 / the rest, by a seeded shuffle; with ``test_list``, the stems it names (e.g. MSRA1K) are
-    the test set and ``val_count`` (default 500, 5 % on a small set) of the rest the validation
-    set; otherwise 85 / 5 / 10 %, at least one pair each. ``val_count`` and ``test_count`` set
-    those sizes (0: no validation or no test), the rest trains."""
-    n = len(stems)
-    if cfg.test_list:
-        val = cfg.val_count if cfg.val_count is not None else min(MSRA10K_VALIDATION_COUNT, max(1, round(0.05 * n)))
-        return split_msra10k(stems, seed=cfg.seed, test_stems=read_stem_list(cfg.test_list), validation_count=val)
-    if cfg.val_count is None and cfg.test_count is None:
-        if n > MSRA10K_SIZE:
-            return split_msra10k(stems, seed=cfg.seed)
-        if n < 3:
-            raise DatasetError(f"{n} pairs are too few for a training, a validation and a test pair; add pairs, "
-                               "or set --val-count 0 (no validation) and/or --test-count 0 (no test report)")
-        return split_by_fractions(stems, seed=cfg.seed)
-    large = n > MSRA10K_SIZE
-    val = cfg.val_count if cfg.val_count is not None else (MSRA10K_VALIDATION_COUNT if large else max(1, round(0.05 * n)))
-    test = cfg.test_count if cfg.test_count is not None else (n - MSRA10K_SIZE if large else max(1, round(0.10 * n)))
-    return split_by_counts(stems, {"train": None, "val": val, "test": test}, seed=cfg.seed)
-
-
 def datasets(cfg):
-    """(train, validation, test) subsets, as ``dataset_splits`` draws them; a split that cannot
+    """(train, validation, test) subsets, as ``data.training_splits`` draws them; a split that cannot
     be made is a DatasetError that says which flag changes it."""
     root = cfg.data or make_synthetic_dataset(count=cfg.synthetic_count, seed=cfg.seed)
     dataset = SaliencyDataset(root)
-    splits = dataset_splits(cfg, dataset.stems)
+    splits = training_splits(dataset.stems, seed=cfg.seed, val_count=cfg.val_count, test_count=cfg.test_count,
+                             test_list=cfg.test_list)
     return tuple(dataset.subset(splits[name]) for name in ("train", "val", "test"))
-
-
-# --- Run folders ---------------------------------------------------------------------------------
-
-class RunLock:
-    """An exclusive lock on a run folder (its .lock file) while a training uses it: a second
-    training on the same folder is refused instead of overwriting the first one's files. The
-    operating system drops the lock when the process ends, however it ends."""
-
-    def __init__(self, run):
-        self.path = Path(run) / ".lock"
-        self.handle = None
-
-    def __enter__(self):
-        if fcntl is None:
-            return self
-        handle = open(self.path, "a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.seek(0)
-            owner = handle.read().strip()
-            handle.close()
-            raise RunFolderError(f"another training is using {self.path.parent}"
-                                 f"{f' (process {owner})' if owner else ''}; wait for it to end, or choose another --out") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
-        self.handle = handle
-        return self
-
-    def __exit__(self, *exc):
-        if self.handle is not None:
-            self.handle.close()  # releases the lock
-            self.handle = None
-
-
-def _remove_temporary_files(run):
-    """Temporary files left by a write that a kill interrupted (see plot.atomic_write)."""
-    leftovers = [p for p in run.glob("*.tmp") if p.name.split(".tmp")[0].rsplit(".", 1)[0] in RUN_FILES]
-    for leftover in leftovers:
-        leftover.unlink(missing_ok=True)
-    return leftovers
-
-
-def _truncate_log(log_path, iteration):
-    """Keep the log rows up to ``iteration`` (the checkpoint's): the rows of the iterations after
-    it are trained again on resume, and a row cut short by a kill is dropped."""
-    if not log_path.exists():
-        return 0
-    kept, dropped = [], 0
-    for line in log_path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-            keep = record["iteration"] <= iteration
-        except (ValueError, TypeError, KeyError):
-            keep = False
-        if keep:
-            kept.append(line + "\n")
-        else:
-            dropped += bool(line.strip())
-    if dropped:
-        atomic_write(log_path, lambda handle: handle.write("".join(kept).encode()), sync=True)
-    return dropped
-
-
-def _same_data(a, b):
-    if a is None or b is None:
-        return a == b
-    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
-
-
-def resume_config(saved, cfg, checkpoint_path):
-    """The configuration of a resumed run: the checkpoint's, with ``cfg.out``. A setting that
-    ``cfg`` was given (``cfg.given``) must equal the checkpoint's, except ``data`` when the saved
-    dataset folder no longer exists (the dataset was moved); anything else is a ConfigError."""
-    try:
-        resumed = TrainConfig(**{**saved, "out": cfg.out})
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{checkpoint_path}: its training configuration is not one this minimenet takes "
-                              f"({exc})") from None
-    differences = []
-    for name in sorted(cfg.given - {"out"}):
-        new, old = getattr(cfg, name), getattr(resumed, name)
-        if name == "data" and old is not None and new is not None and not Path(old).exists():
-            resumed.data = new  # the dataset moved; the sampler checks that its size is the same
-            continue
-        if not (_same_data(new, old) if name in ("data", "test_list") else new == old):
-            differences.append(f"{flag(name)} {new} (the run's: {old})")
-    if differences:
-        note = (" The run's length cannot change: the learning-rate schedule (steps at 60 % and 90 % of the run) "
-                "is laid out over it." if "iterations" in cfg.given and cfg.iterations != resumed.iterations else "")
-        raise ConfigError(f"--resume continues the run in {cfg.out} with its saved settings, and "
-                          f"{'; '.join(differences)} differ from them.{note} Drop those flags to resume (a resume "
-                          "takes --out, and --data only if the run's dataset folder has moved), or start a new run "
-                          "with them: another --out, or --overwrite to replace this run")
-    return resumed
 
 
 # --- Progress and pictures -----------------------------------------------------------------------
@@ -355,7 +126,7 @@ def train(cfg, resume=False, stream=sys.stdout, overwrite=False):
 def _train_locked(cfg, run, resume, overwrite, stream):
     checkpoint_path, log_path = run / "checkpoint.npz", run / "log.jsonl"
     progress = Progress(cfg.iterations, 0, stream)
-    leftovers = _remove_temporary_files(run)
+    leftovers = remove_temporary_files(run)
     if leftovers:
         progress.message(f"removed {len(leftovers)} temporary files left by an interrupted write in {run}")
     if resume and overwrite:
@@ -394,7 +165,7 @@ def _train_locked(cfg, run, resume, overwrite, stream):
                 raise
             raise CheckpointError(f"{checkpoint_path}: its optimiser or sampler state does not match its "
                                   f"configuration ({exc.args[0] if exc.args else exc})") from None
-        dropped = _truncate_log(log_path, start)
+        dropped = truncate_log(log_path, start)
         progress.message(f"resumed from {checkpoint_path} at iteration {start}"
                          + (f"; dropped {dropped} log rows after it" if dropped else ""))
         if start >= cfg.iterations:

@@ -20,7 +20,7 @@ from PIL import Image
 from minimenet import data as data_module
 from minimenet import train as training
 from minimenet.data import make_synthetic_dataset
-from minimenet.train import TrainConfig
+from minimenet.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,7 +15,7 @@ from minimenet.data import SaliencyDataset, evaluation_batches, make_synthetic_d
 from minimenet.distort import Distortion
 from minimenet.inference import score_map_folder
 from minimenet.metrics import SaliencyMetrics
-from minimenet.train import TrainConfig
+from minimenet.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,6 +61,7 @@ def test_table_ii_is_printed_and_saved_and_a_rerun_gives_the_same_numbers(checkp
     assert distorted["awgn-random"]["ce"]["mae"] != first["synthetic"]["ce"]["mae"]
     assert (tmp_path / "e0" / "synthetic_awgn-random_pr.png").exists()
     other_seed = evaluate(checkpoint, data, "--distort", "awgn", "--seed", "1", "--out", tmp_path / "e2")
+    assert other_seed.returncode == 0, other_seed.stderr
     assert json.loads((tmp_path / "e2" / "results.json").read_text())["synthetic"]["distorted"] != distorted
 
 

@@ -18,7 +18,9 @@ from minimenet import train as training
 from minimenet.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from minimenet.data import make_synthetic_dataset
 from minimenet.model import MEnet
-from minimenet.train import TrainConfig, TrainingDiverged
+from minimenet.config import TrainConfig
+from minimenet.data import training_splits
+from minimenet.train import TrainingDiverged
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -474,21 +476,21 @@ def test_a_failing_final_evaluation_does_not_cost_the_checkpoint(synthetic, tmp_
 
 
 @pytest.mark.parametrize("count", [3, 4, 7, 12, 19])
-def test_every_default_split_of_three_or_more_pairs_has_all_three_parts(tmp_path, count):
+def test_every_default_split_of_three_or_more_pairs_has_all_three_parts(count):
     stems = [f"{i:03d}" for i in range(count)]
-    splits = training.dataset_splits(config(None, tmp_path), stems)
+    splits = training_splits(stems, seed=0)
     assert all(len(splits[name]) >= 1 for name in ("train", "val", "test"))
     assert sorted(sum(splits.values(), [])) == stems
 
 
-def test_split_sizes_have_flags_and_an_impossible_split_says_which(tmp_path):
+def test_split_sizes_have_flags_and_an_impossible_split_says_which():
     stems = [f"{i:03d}" for i in range(30)]
-    splits = training.dataset_splits(config(None, tmp_path, val_count=4, test_count=0), stems)
+    splits = training_splits(stems, seed=0, val_count=4, test_count=0)
     assert [len(splits[name]) for name in ("train", "val", "test")] == [26, 4, 0]
     with pytest.raises(ValueError, match="--val-count"):
-        training.dataset_splits(config(None, tmp_path), stems[:2])
+        training_splits(stems[:2], seed=0)
     with pytest.raises(ValueError, match="--val-count.*--test-count"):
-        training.dataset_splits(config(None, tmp_path, val_count=20, test_count=10), stems)
+        training_splits(stems, seed=0, val_count=20, test_count=10)
 
 
 def test_a_test_list_works_on_a_small_dataset(synthetic, tmp_path):

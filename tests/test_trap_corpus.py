@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minimenet.data import DatasetWarning, SaliencyDataset
+from minimenet.data import SaliencyDataset
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,6 +10,7 @@ from .folders import IMAGE_EXTENSIONS, MASK_EXTENSIONS
 
 MSRA10K_TRAIN_COUNT = 8500
 MSRA10K_VALIDATION_COUNT = 500
+MSRA10K_SIZE = 9000  # a dataset of more pairs than this is taken for MSRA10K and split as the paper
 # Independent random streams derived from one seed, told apart by their second seed word.
 SHUFFLE_STREAM, AUGMENT_STREAM = 0, 1
 
@@ -135,3 +136,28 @@ def split_from_lists(stems, lists, remainder=None):
     if remainder is not None:
         splits[remainder] = sorted(set(splits.get(remainder, [])) | (available - owner.keys()))
     return splits
+
+
+def training_splits(stems, seed, val_count=None, test_count=None, test_list=None):
+    """{"train", "val", "test"} -> stems, the trainer's policy. Over ``MSRA10K_SIZE`` pairs
+    (MSRA10K): the paper's split, 8 500 / 500 / the rest, by a seeded shuffle; with
+    ``test_list`` (a file of stems, e.g. MSRA1K), the stems it names are the test set and
+    ``val_count`` (default 500, 5 % on a small set) of the rest the validation set; otherwise
+    85 / 5 / 10 %, at least one pair each. ``val_count`` and ``test_count`` set those sizes (0: no
+    validation or no test), the rest trains. A split that cannot be made is a DatasetError that
+    names the flag that changes it."""
+    n = len(stems)
+    if test_list:
+        val = val_count if val_count is not None else min(MSRA10K_VALIDATION_COUNT, max(1, round(0.05 * n)))
+        return split_msra10k(stems, seed=seed, test_stems=read_stem_list(test_list), validation_count=val)
+    if val_count is None and test_count is None:
+        if n > MSRA10K_SIZE:
+            return split_msra10k(stems, seed=seed)
+        if n < 3:
+            raise DatasetError(f"{n} pairs are too few for a training, a validation and a test pair; add pairs, "
+                               "or set --val-count 0 (no validation) and/or --test-count 0 (no test report)")
+        return split_by_fractions(stems, seed=seed)
+    large = n > MSRA10K_SIZE
+    val = val_count if val_count is not None else (MSRA10K_VALIDATION_COUNT if large else max(1, round(0.05 * n)))
+    test = test_count if test_count is not None else (n - MSRA10K_SIZE if large else max(1, round(0.10 * n)))
+    return split_by_counts(stems, {"train": None, "val": val, "test": test}, seed=seed)
