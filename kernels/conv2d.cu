@@ -1,6 +1,10 @@
 // conv2d.cu: 2-D convolution (cross-correlation, as in every deep-learning framework) on NCHW
 // float32 tensors, forward and both gradients, each as an implicit GEMM.
 //
+// Run alone against its NumPy reference, in the CPU emulator (and on the GPU too, with
+// MINIMENET_DEVICE=gpu on a GPU machine):
+//   python -m pytest tests/test_cuda_emulator.py -k "conv2d and simple"
+//
 // Notation used in every comment below:
 //   x  (B, Ci, H, W)       input            w  (Co, Ci, kh, kw)  weight
 //   y  (B, Co, Ho, Wo)     output           dy, dx, dw           gradients of a scalar loss

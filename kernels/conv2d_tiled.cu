@@ -1,5 +1,9 @@
 // conv2d_tiled.cu: the faster versions of the three convolution kernels of conv2d.cu.
 //
+// Run alone against its NumPy reference, in the CPU emulator (and on the GPU too, with
+// MINIMENET_DEVICE=gpu on a GPU machine):
+//   python -m pytest tests/test_cuda_emulator.py -k "conv2d and (tiled or tf32)"
+//
 // They compute exactly what conv2d.cu's kernels compute (same notation, same arguments, same
 // three implicit GEMMs; read that file first), in two variants that share everything but the
 // innermost product:
@@ -396,7 +400,9 @@ __device__ void conv2d_weight_grad_body(
 
 // ------------------------------------------------------------------------------ entry points
 //
-// Same arguments as the kernels of conv2d.cu of the same name.
+// Same arguments as the kernels of conv2d.cu of the same name. Written out rather than made by a
+// macro: these signatures are the interface, read as they stand by readers and by the launcher
+// (minimenet/cuda/sources.py parses them).
 
 extern "C" __global__ void conv2d_forward_tiled(
     const float* __restrict__ x, const float* __restrict__ w, float* __restrict__ y,

@@ -1,6 +1,10 @@
 // metric_loss.cu: the centroid metric loss of MEnet (Cai et al., Eq. 3) with hard mining, and its
 // two gradients. The NumPy reference is minimenet/losses.py, metric_loss_arrays.
 //
+// Run alone against its NumPy reference, in the CPU emulator (and on the GPU too, with
+// MINIMENET_DEVICE=gpu on a GPU machine):
+//   python -m pytest tests/test_cuda_emulator.py -k "metric"
+//
 // Input: unit features y (B, C, H, W) (L2-normalised per pixel) and labels (B, H, W) with
 // 1 = salient, anything else = background. Write P = H W, y_i for pixel i's C-vector, and r(i)
 // for its region: 1 = salient (S), 0 = background (G).

@@ -8,6 +8,6 @@ from .nn import manual_seed
 from .norm import batch_norm, l2_normalize
 from .optim import SGD
 from .resize import resize, upsample_nearest
-from .tensor import Tensor, add, concat, mean, mul, no_grad, relu, reshape, sum, tanh
+from .tensor import Tensor, add, concat, mean, mul, no_grad, reduce_sum, relu, reshape, tanh
 
 __version__ = "0.1.0"

@@ -11,7 +11,9 @@ released Caffe definition (``shared/reference/authors-menet.md``), top to bottom
     up 4..0   on [previous, e_{j+1}]: [BRD 4x4/2, BRC 3x3]                         │
               + BRD 2x2/2 shortcut, 1 unit                       g4..g0 @ S/16..S ┤ maps 7-11
     13 scale maps: BRC 3x3 to 1 channel, nearest-neighbour upsampled to S x S, concatenated
-      ├─ feature head: f = tanh(BN(conv 3x3, 13 -> 16))   -> metric loss on f / ||f|| (Eq. 3)
+      ├─ feature head: f = tanh(BN(conv 3x3, 13 -> 16))   -> metric loss (Eq. 3), on f / ||f||:
+      │                the loss normalises f itself, as the authors' loss layer does, because
+      │                their gradient passes the normalisation straight through (losses.py)
       └─ CE head:      z = BN(conv 3x3, 13 -> 2)          -> softmax cross entropy (Eq. 1)
     L = L*_ML + lambda L_CE (Eq. 4), lambda = 1
 

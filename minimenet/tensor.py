@@ -191,7 +191,7 @@ class Tensor:
     def __mul__(self, other): return mul(self, other)
     def __rmul__(self, other): return mul(other, self)
     def __neg__(self): return mul(self, -1.0)
-    def sum(self, axis=None, keepdims=False): return sum(self, axis, keepdims)
+    def sum(self, axis=None, keepdims=False): return reduce_sum(self, axis, keepdims)
     def mean(self, axis=None, keepdims=False): return mean(self, axis, keepdims)
     def reshape(self, *shape): return reshape(self, shape[0] if len(shape) == 1 and isinstance(shape[0], tuple) else shape)
 
@@ -251,7 +251,7 @@ def mul(a, b):
     return Tensor.from_op(a.data * b.data, (a, b), backward, "mul")
 
 
-def sum(x, axis=None, keepdims=False):
+def reduce_sum(x, axis=None, keepdims=False):
     def backward(g):
         if axis is not None and not keepdims:
             g = x.xp.expand_dims(g, axis)
@@ -264,7 +264,7 @@ def mean(x, axis=None, keepdims=False):
     count = 1
     for a in axes:
         count *= x.shape[a]
-    return mul(sum(x, axis, keepdims), 1.0 / count)
+    return mul(reduce_sum(x, axis, keepdims), 1.0 / count)
 
 
 def reshape(x, shape):

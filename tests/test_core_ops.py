@@ -19,7 +19,7 @@ import pytest
 from minimenet import (Tensor, add, batch_norm, concat, conv2d, conv_transpose2d, gradcheck, l2_normalize, mean,
                        mul, relu, reshape, resize)
 from minimenet import conv
-from minimenet import sum as t_sum
+from minimenet import reduce_sum
 from minimenet.backend import to_numpy
 from minimenet.resize import upsample_nearest
 from minimenet.tensor import tanh
@@ -345,11 +345,11 @@ def test_operators_with_python_numbers_gradcheck(rng):
 
 @pytest.mark.parametrize("axis,keepdims", [(None, False), (None, True), (0, False), (-1, True), ((1, 2), False),
                                            ((0, -1), True)], ids=str)
-@pytest.mark.parametrize("op", [t_sum, mean], ids=["sum", "mean"])
-def test_reduction_gradcheck_with_axes(op, axis, keepdims, rng):
+@pytest.mark.parametrize("op, reference", [(reduce_sum, np.sum), (mean, np.mean)], ids=["sum", "mean"])
+def test_reduction_gradcheck_with_axes(op, reference, axis, keepdims, rng):
     x = leaf(rng, (2, 3, 4))
     out = op(x, axis, keepdims)
-    expected = getattr(np, op.__name__)(x.data, axis=axis, keepdims=keepdims)
+    expected = reference(x.data, axis=axis, keepdims=keepdims)
     np.testing.assert_allclose(out.numpy(), expected, rtol=1e-12)
     check(lambda x: op(x, axis, keepdims), [x])
 
