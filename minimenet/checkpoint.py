@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import backend
+from .data import examples_of
 from .model import MEnet, MEnetConfig
 from .plot import atomic_write
 
@@ -30,10 +31,6 @@ def nonfinite(named_arrays):
             if np.issubdtype(array.dtype, np.floating) and not bool(backend.array_module(array).isfinite(array).all())]
 
 
-def examples(names, count=3):
-    return ", ".join(names[:count]) + (f" and {len(names) - count} more" if len(names) > count else "")
-
-
 def save_checkpoint(path, model, optimizer, batches, iteration, cfg):
     """Everything a run needs to continue, in one .npz, written to a temporary file and renamed
     into place: an interrupted write never replaces the last good checkpoint. A state with a NaN
@@ -46,7 +43,7 @@ def save_checkpoint(path, model, optimizer, batches, iteration, cfg):
     bad = nonfinite(arrays.items())
     if bad:
         raise CheckpointError(f"not saving a checkpoint at iteration {iteration}: {len(bad)} arrays hold NaN or "
-                              f"infinite values ({examples(bad)}); {path} is left as it was")
+                              f"infinite values ({examples_of(bad)}); {path} is left as it was")
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     atomic_write(path, lambda handle: np.savez(handle, **arrays), sync=True)
 
@@ -69,7 +66,7 @@ def load_checkpoint(path):
         names = list(archive.files)
         if "meta" not in names:
             raise CheckpointError(f"{path} is an .npz archive but not a minimenet checkpoint: it has no 'meta' record "
-                                  f"(arrays: {examples(sorted(names))}); use the checkpoint.npz of a training run")
+                                  f"(arrays: {examples_of(names)}); use the checkpoint.npz of a training run")
         try:
             arrays = {name: archive[name] for name in names}
         except damaged as exc:
@@ -94,7 +91,7 @@ def load_checkpoint(path):
         state[group][key] = array
     bad = nonfinite(arrays.items())
     if bad:
-        raise CheckpointError(f"{path} holds NaN or infinite values in {len(bad)} arrays ({examples(bad)}): it was "
+        raise CheckpointError(f"{path} holds NaN or infinite values in {len(bad)} arrays ({examples_of(bad)}): it was "
                               "saved after the run diverged and cannot be used; train again with a lower --lr")
     return state
 

@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 from . import backend, nn
-from .checkpoint import (CheckpointError, examples, load_checkpoint, load_model, model_from_checkpoint, nonfinite,
+from .checkpoint import (CheckpointError, load_checkpoint, load_model, model_from_checkpoint, nonfinite,
                          save_checkpoint)
 from .config import ConfigError, resume_config
-from .data import DatasetError, SaliencyDataset, TrainingBatches, denormalize, make_synthetic_dataset, training_splits
+from .data import DatasetError, SaliencyDataset, examples_of, TrainingBatches, denormalize, make_synthetic_dataset, training_splits
 from .inference import evaluate, map_names
 from .model import MEnet
 from .optim import SGD
@@ -102,7 +102,7 @@ def _divergence(model, optimizer, grad_norm):
     named = [(name, p.data) for name, p in model.named_parameters()] + list(model.named_buffers())
     named += [(f"momentum of parameter {i}", v) for i, v in enumerate(optimizer.velocities)]
     bad = nonfinite(named)
-    return f"{len(bad)} arrays became NaN or infinite ({examples(bad)})"
+    return f"{len(bad)} arrays became NaN or infinite ({examples_of(bad)})"
 
 
 def train(cfg, resume=False, stream=sys.stdout, overwrite=False):

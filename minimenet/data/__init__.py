@@ -13,7 +13,7 @@ Everything a user needs is importable from ``minimenet.data`` directly.
 """
 from .batches import (CROP_SCALE, FLIP_PROBABILITY, EvaluationBatch, TrainingBatches, augment, denormalize,
                       evaluation_batches, normalize, random_crop_box, resize_for_evaluation, resize_saliency_map)
-from .errors import DatasetError, DatasetWarning
+from .errors import DatasetError, DatasetWarning, examples_of
 from .folders import DEFAULT_CACHE_BYTES, Sample, SamplePaths, SaliencyDataset, SkippedFile
 from .reading import MASK_THRESHOLD, binarize_mask, read_image, read_mask
 from .splits import (MSRA10K_SIZE, MSRA10K_TRAIN_COUNT, MSRA10K_VALIDATION_COUNT, read_stem_list, split_by_counts,

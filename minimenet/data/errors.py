@@ -1,5 +1,5 @@
-"""What goes wrong with a dataset: the error and warning every data module raises, and how
-they list the files concerned."""
+"""What goes wrong with a dataset: the error and warning every data module raises, and how an
+error message lists the files (or arrays) concerned."""
 
 _EXAMPLES_SHOWN = 5
 
@@ -13,6 +13,7 @@ class DatasetWarning(UserWarning):
 
 
 def examples_of(names):
+    """The first few names in sorted order, and how many more there are."""
     names = sorted(names)
     shown = ", ".join(names[:_EXAMPLES_SHOWN])
-    return shown + (", ..." if len(names) > _EXAMPLES_SHOWN else "")
+    return shown + (f" and {len(names) - _EXAMPLES_SHOWN} more" if len(names) > _EXAMPLES_SHOWN else "")
