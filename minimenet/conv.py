@@ -14,21 +14,14 @@ runs on the very same three primitives with the roles of x and dy swapped.
 
 On the CPU the forward and the weight gradient are im2col + one matrix product each (BLAS does
 the work), and the input gradient is either col2im or a gather per sub-pixel phase, whichever
-moves less data; on the GPU, for float32, all three are our CUDA kernels (``kernels/*.cu``).
+moves less data; where ``backend.runs_on_cuda_kernels`` says so (float32 on the GPU), all three
+are our CUDA kernels (``kernels/*.cu``, launched by ``minimenet.cuda``). Shapes are checked once,
+by ``conv_geometry.ConvGeometry``, which both paths read.
 """
-from .backend import array_module, is_gpu_array
+from . import backend, cuda
+from .backend import array_module
+from .conv_geometry import ConvGeometry, output_size, pair
 from .tensor import Tensor, add, check_dtypes
-
-
-def _pair(value, name, op):
-    pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-    if len(pair) != 2 or not all(isinstance(v, int) and v >= 0 for v in pair):
-        raise ValueError(f"{op}: {name} must be a non-negative int or a pair of them, got {value!r}")
-    return pair
-
-
-def output_size(size, kernel, stride, padding):
-    return (size + 2 * padding - kernel) // stride + 1
 
 
 def im2col(x, kernel, stride, padding):
@@ -154,33 +147,33 @@ def conv2d_weight_grad(x, dy, w_shape, stride, padding, columns=None):
     return (dy_rows @ columns.T).reshape(w_shape)
 
 
-def _uses_kernels(a):
-    return is_gpu_array(a) and a.dtype == "float32"
+def _columns(x, geometry):
+    """im2col of x for the CPU path, built once and shared by the forward and the weight
+    gradient; None when x runs on the CUDA kernels, which read x in place."""
+    if backend.runs_on_cuda_kernels(x):
+        return None
+    return im2col(x, (geometry.kernel_height, geometry.kernel_width), geometry.stride, geometry.padding)
 
 
-def _input_grad(dy, w, x_shape, stride, padding):
-    """conv2d_input_grad on dy's backend: our CUDA kernel for float32 on the GPU, col2im otherwise."""
-    if _uses_kernels(dy):
-        from . import cuda
-        return cuda.conv2d_input_grad(dy, w, x_shape, stride, padding)
-    return conv2d_input_grad(dy, w, x_shape, stride, padding)
+def _forward(x, w, geometry, columns):
+    """y = conv(x, w) on x's backend; ``columns`` is ``_columns(x, geometry)``."""
+    if columns is None:
+        return cuda.conv2d_forward(x, w, geometry.stride, geometry.padding)
+    return conv2d_forward(x, w, geometry.stride, geometry.padding, columns)
 
 
-def _bound_to_input(x, w_shape, stride, padding):
-    """(forward(w) -> y, weight_grad(dy) -> dw) for the input x: our CUDA kernels for float32 on
-    the GPU; otherwise im2col + BLAS, where both share one im2col of x, built at most once."""
-    if _uses_kernels(x):
-        from . import cuda
-        return (lambda w: cuda.conv2d_forward(x, w, stride, padding),
-                lambda dy: cuda.conv2d_weight_grad(x, dy, w_shape, stride, padding))
-    cache = []
+def _weight_grad(x, dy, geometry, columns):
+    """dw from x and dy on x's backend; ``columns`` is ``_columns(x, geometry)``."""
+    if columns is None:
+        return cuda.conv2d_weight_grad(x, dy, geometry.w_shape, geometry.stride, geometry.padding)
+    return conv2d_weight_grad(x, dy, geometry.w_shape, geometry.stride, geometry.padding, columns)
 
-    def columns():
-        if not cache:
-            cache.append(im2col(x, w_shape[2:], stride, padding))
-        return cache[0]
-    return (lambda w: conv2d_forward(x, w, stride, padding, columns()),
-            lambda dy: conv2d_weight_grad(x, dy, w_shape, stride, padding, columns()))
+
+def _input_grad(dy, w, geometry):
+    """dx (of shape ``geometry.x_shape``) from dy on dy's backend."""
+    if backend.runs_on_cuda_kernels(dy):
+        return cuda.conv2d_input_grad(dy, w, geometry.x_shape, geometry.stride, geometry.padding)
+    return conv2d_input_grad(dy, w, geometry.x_shape, geometry.stride, geometry.padding)
 
 
 def _check(op, x, w, b, weight_layout):
@@ -193,9 +186,6 @@ def _check(op, x, w, b, weight_layout):
         raise ValueError(f"{op}: input must be 4-D (batch, channels, height, width), got shape {x.shape}")
     if w.ndim != 4:
         raise ValueError(f"{op}: weight must be 4-D {weight_layout}, got shape {w.shape}")
-    if x.shape[1] != w.shape[0 if op == "conv_transpose2d" else 1]:
-        raise ValueError(f"{op}: input has {x.shape[1]} channels but the weight {weight_layout} of shape {w.shape} "
-                         f"expects {w.shape[0 if op == 'conv_transpose2d' else 1]}")
     out_channels = w.shape[1 if op == "conv_transpose2d" else 0]
     if b is not None and b.shape != (out_channels,):
         raise ValueError(f"{op}: bias must have shape ({out_channels},) to match the weight {w.shape}, got {b.shape}")
@@ -208,19 +198,15 @@ def _add_bias(y, b):
 
 def conv2d(x, w, b=None, stride=1, padding=0):
     """2-D convolution (cross-correlation, as in every deep-learning library) of x by w, plus b."""
-    stride, padding = _pair(stride, "stride", "conv2d"), _pair(padding, "padding", "conv2d")
     _check("conv2d", x, w, b, "(out_channels, in_channels, kh, kw)")
-    if 0 in stride:
-        raise ValueError("conv2d: stride must be positive")
-    if any(output_size(x.shape[2 + i], w.shape[2 + i], stride[i], padding[i]) < 1 for i in range(2)):
-        raise ValueError(f"conv2d: kernel {w.shape[2:]} with padding {padding} does not fit the input of spatial size {x.shape[2:]}")
-    forward, weight_grad = _bound_to_input(x.data, w.shape, stride, padding)
+    geometry = ConvGeometry.of(x.shape, w.shape, stride, padding, "conv2d")
+    columns = _columns(x.data, geometry)
 
     def backward(g):
-        dx = _input_grad(g, w.data, x.shape, stride, padding) if x.requires_grad else None
-        dw = weight_grad(g) if w.requires_grad else None
+        dx = _input_grad(g, w.data, geometry) if x.requires_grad else None
+        dw = _weight_grad(x.data, g, geometry, columns) if w.requires_grad else None
         return dx, dw
-    return _add_bias(Tensor.from_op(forward(w.data), (x, w), backward, "conv2d"), b)
+    return _add_bias(Tensor.from_op(_forward(x.data, w.data, geometry, columns), (x, w), backward, "conv2d"), b)
 
 
 def conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0):
@@ -230,21 +216,25 @@ def conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0):
     output_padding (smaller than the stride) picks among the sizes that a stride-s convolution
     maps to the same H.
     """
-    stride, padding = _pair(stride, "stride", "conv_transpose2d"), _pair(padding, "padding", "conv_transpose2d")
-    output_padding = _pair(output_padding, "output_padding", "conv_transpose2d")
-    _check("conv_transpose2d", x, w, b, "(in_channels, out_channels, kh, kw)")
-    if 0 in stride or any(op >= s for op, s in zip(output_padding, stride)):
-        raise ValueError(f"conv_transpose2d: stride must be positive and output_padding {output_padding} smaller than stride {stride}")
+    op = "conv_transpose2d"
+    stride, padding, output_padding = pair(stride, "stride", op), pair(padding, "padding", op), pair(output_padding, "output_padding", op)
+    _check(op, x, w, b, "(in_channels, out_channels, kh, kw)")
+    if x.shape[1] != w.shape[0]:
+        raise ValueError(f"{op}: input has {x.shape[1]} channels but the weight (in_channels, out_channels, kh, kw) "
+                         f"of shape {w.shape} expects {w.shape[0]}")
+    if 0 in stride or any(extra >= s for extra, s in zip(output_padding, stride)):
+        raise ValueError(f"{op}: stride must be positive and output_padding {output_padding} smaller than stride {stride}")
     out_hw = [(x.shape[2 + i] - 1) * stride[i] - 2 * padding[i] + w.shape[2 + i] + output_padding[i] for i in range(2)]
     if min(out_hw) < 1:
-        raise ValueError(f"conv_transpose2d: padding {padding} leaves no output for input {x.shape[2:]} and kernel {w.shape[2:]}")
-    out_shape = (x.shape[0], w.shape[1], *out_hw)
-    y = _input_grad(x.data, w.data, out_shape, stride, padding)
+        raise ValueError(f"{op}: padding {padding} leaves no output for input {x.shape[2:]} and kernel {w.shape[2:]}")
+    # The adjoint convolution: input y (B, Co, Hout, Wout), weight w read as (Co_conv = Ci, Ci_conv = Co), output x.
+    geometry = ConvGeometry.of((x.shape[0], w.shape[1], *out_hw), w.shape, stride, padding, op)
+    y = _input_grad(x.data, w.data, geometry)
 
     def backward(g):
         # Both gradients read windows of g, the input of the adjoint convolution.
-        forward, weight_grad = _bound_to_input(g, w.shape, stride, padding)
-        dx = forward(w.data) if x.requires_grad else None
-        dw = weight_grad(x.data) if w.requires_grad else None
+        columns = _columns(g, geometry)
+        dx = _forward(g, w.data, geometry, columns) if x.requires_grad else None
+        dw = _weight_grad(g, x.data, geometry, columns) if w.requires_grad else None
         return dx, dw
-    return _add_bias(Tensor.from_op(y, (x, w), backward, "conv_transpose2d"), b)
+    return _add_bias(Tensor.from_op(y, (x, w), backward, op), b)
