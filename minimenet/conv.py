@@ -12,11 +12,14 @@ The transposed convolution (deconvolution) is the adjoint of the convolution: it
 the convolution's input gradient and its input gradient is the convolution's forward, so it
 runs on the very same three primitives with the roles of x and dy swapped.
 
-On the CPU the forward and the weight gradient are im2col + one matrix product each (BLAS does
-the work), and the input gradient is either col2im or a gather per sub-pixel phase, whichever
-moves less data; where ``backend.runs_on_cuda_kernels`` says so (float32 on the GPU), all three
-are our CUDA kernels (``kernels/*.cu``, launched by ``minimenet.cuda``). Shapes are checked once,
-by ``conv_geometry.ConvGeometry``, which both paths read.
+On the CPU the forward and the weight gradient are im2col + matrix products (BLAS does the
+work), a chunk of images at a time in reused buffers (``COLUMNS_BUDGET``); nothing but x is kept
+for the backward pass, where the weight gradient rebuilds the columns it needs. The input
+gradient is either col2im or, per sub-pixel phase, a stride-1 forward of dy by the taps that
+reach that phase, whichever moves less data. Where ``backend.runs_on_cuda_kernels`` says so
+(float32 on the GPU), all three are our CUDA kernels (``kernels/*.cu``, launched by
+``minimenet.cuda``). Shapes are checked once, by ``conv_geometry.ConvGeometry``, which both
+paths read.
 """
 import math
 import threading
