@@ -153,7 +153,10 @@ def _phase_plan(size, out_size, kernel, stride, padding):
 
 def _input_grad_by_phases(dy, w, x_shape, stride, padding):
     xp = array_module(dy)
-    (co, ci, _, _), (sh, sw), (ph, pw) = w.shape, stride, padding
+    (co, ci, kh, kw), (sh, sw), (ph, pw) = w.shape, stride, padding
+    if (sh, sw) == (1, 1) and ph < kh and pw < kw:
+        # One phase, every tap, dy padded evenly by k - 1 - p: the forward pads it itself.
+        return conv2d_forward(dy, w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), (1, 1), (kh - 1 - ph, kw - 1 - pw))
     b, _, ho, wo = dy.shape
     _, _, h, wd = x_shape
     rows, low_h, high_h = _phase_plan(h, ho, w.shape[2], sh, ph)
@@ -173,10 +176,7 @@ def _input_grad_by_phases(dy, w, x_shape, stride, padding):
             top, left = low_h + d_h - taps_h + 1, low_w + d_w - taps_w + 1
             region = padded[:, :, top:top + count_h + taps_h - 1, left:left + count_w + taps_w - 1]
             taps = w[:, :, tap_h::sh, tap_w::sw][:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
-            phase = conv2d_forward(region, taps, (1, 1), (0, 0))
-            if (sh, sw) == (1, 1):
-                return phase  # the one phase is all of dx: no copy
-            dx[:, :, a::sh, c::sw] = phase
+            dx[:, :, a::sh, c::sw] = conv2d_forward(region, taps, (1, 1), (0, 0))
     return dx
 
 
