@@ -16,7 +16,9 @@ On the CPU the forward and the weight gradient are im2col + matrix products (BLA
 work), a chunk of images at a time in reused buffers (``COLUMNS_BUDGET``); nothing but x is kept
 for the backward pass, where the weight gradient rebuilds the columns it needs. The input
 gradient is either col2im or, per sub-pixel phase, a stride-1 forward of dy by the taps that
-reach that phase, whichever moves less data. Where ``backend.runs_on_cuda_kernels`` says so
+reach that phase, whichever moves less data. 3x3 stride-1 convolutions with many channels on
+mid-sized images use Winograd's F(2x2, 3x3) instead (``minimenet.winograd``; at stride 1 the
+input gradient is a forward too). Where ``backend.runs_on_cuda_kernels`` says so
 (float32 on the GPU), all three are our CUDA kernels (``kernels/*.cu``, launched by
 ``minimenet.cuda``). Shapes are checked once, by ``conv_geometry.ConvGeometry``, which both
 paths read.
@@ -26,7 +28,7 @@ import threading
 
 import numpy
 
-from . import backend, cuda
+from . import backend, cuda, winograd
 from .backend import array_module
 from .conv_geometry import ConvGeometry, pair
 from .tensor import Tensor, add, check_dtypes
@@ -83,9 +85,12 @@ def _chunk_columns(x, geometry):
 
 def conv2d_forward(x, w, stride, padding):
     """y[b] = W columns_b: (Co, Ci*kh*kw) @ (Ci*kh*kw, Ho*Wo) for each image b, written straight
-    into y (no transposed copy), the columns built a chunk of images at a time."""
+    into y (no transposed copy), the columns built a chunk of images at a time; or Winograd's
+    F(2x2, 3x3) (``minimenet.winograd``) for the 3x3 stride-1 shapes where it is faster."""
     xp = array_module(x)
     g = ConvGeometry.of(x.shape, w.shape, stride, padding, "conv2d_forward")
+    if winograd.suits(g):
+        return winograd.forward(x, w, g)
     y = xp.empty(g.y_shape, dtype=x.dtype)
     weight_rows = w.reshape(g.out_channels, -1)
     chunk = _images_per_chunk(g)
@@ -182,10 +187,13 @@ def _input_grad_by_phases(dy, w, x_shape, stride, padding):
 
 def conv2d_weight_grad(x, dy, w_shape, stride, padding):
     """dw = sum over chunks of dy_rows columns^T: (Co, n*Ho*Wo) @ (n*Ho*Wo, Ci*kh*kw), where
-    dy_rows is the chunk's dy with its (n, Co) axes swapped; summing over batch and pixels."""
+    dy_rows is the chunk's dy with its (n, Co) axes swapped; summing over batch and pixels. Or
+    by F(2x2, 3x3) where the forward uses it."""
     xp = array_module(x)
     g = ConvGeometry.of(x.shape, w_shape, stride, padding, "conv2d_weight_grad")
     g.check_output(dy.shape, "conv2d_weight_grad")
+    if winograd.suits(g):
+        return winograd.weight_grad(x, dy, g)
     dw = xp.empty((g.out_channels, math.prod(g.w_shape[1:])), dtype=dy.dtype)
     chunk = _images_per_chunk(g)
     for first in range(0, g.batch, chunk):

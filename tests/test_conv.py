@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from minimenet import Tensor, conv2d, conv_transpose2d, gradcheck
-from minimenet import conv
+from minimenet import conv, winograd
+from minimenet.conv_geometry import ConvGeometry
 
 TOLERANCE = {"float64": dict(rtol=1e-10, atol=1e-10), "float32": dict(rtol=2e-5, atol=2e-5)}
 
@@ -26,7 +27,7 @@ CASES = [
 
 
 def forward_loop(x, w, stride, padding):
-    (b, ci, h, wd), (co, _, kh, kw), (sh, sw), (ph, pw) = x.shape, w.shape, stride, padding
+    (b, _, h, wd), (co, _, kh, kw), (sh, sw), (ph, pw) = x.shape, w.shape, stride, padding
     ho, wo = (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1
     y = np.zeros((b, co, ho, wo))
     for r in range(ho):
@@ -102,18 +103,15 @@ def test_primitives_match_the_loops_in_every_chunking(case, dtype, monkeypatch):
         np.testing.assert_allclose(dw, expected_dw, **TOLERANCE[dtype])
 
 
-def test_the_chunkings_are_what_the_test_above_needs():
-    """One image per chunk, two with a shorter last chunk, and the whole batch: all occur."""
+def test_the_chunkings_are_what_the_test_above_needs(monkeypatch):
+    """One image per chunk, a shorter last chunk, and the whole batch: all occur."""
     chunkings = set()
     for case in CASES:
         x, w, _, stride, padding = case_arrays(case, "float64")
-        geometry = conv.ConvGeometry.of(x.shape, w.shape, stride, padding, "test")
+        geometry = ConvGeometry.of(x.shape, w.shape, stride, padding, "test")
         for budget in budgets(case):
-            conv.COLUMNS_BUDGET, saved = budget, conv.COLUMNS_BUDGET
-            try:
-                chunk = conv._images_per_chunk(geometry)
-            finally:
-                conv.COLUMNS_BUDGET = saved
+            monkeypatch.setattr(conv, "COLUMNS_BUDGET", budget)
+            chunk = conv._images_per_chunk(geometry)
             chunkings.add("one" if chunk == 1 else "all" if chunk == x.shape[0] else
                           "ragged" if x.shape[0] % chunk else "even")
     assert {"one", "ragged", "all"} <= chunkings
@@ -154,3 +152,88 @@ def test_transposed_convolution_gradcheck_with_one_image_per_chunk(monkeypatch):
     rng = np.random.default_rng(6)
     x, w = Tensor(rng.standard_normal((3, 2, 3, 4)), requires_grad=True), Tensor(rng.standard_normal((2, 3, 4, 4)), requires_grad=True)
     gradcheck(lambda x, w: conv_transpose2d(x, w, stride=2, padding=1, output_padding=1), [x, w], max_elements=60)
+
+
+# ----------------------------------------------------------------------------------------------
+# Winograd F(2x2, 3x3): 3x3 stride-1 only, chosen by shape; forced here on small shapes.
+
+# (batch, Ci, H, W, Co, padding): odd and even output sizes (half-empty last tiles), batch 1.
+WINOGRAD_CASES = [(2, 3, 7, 5, 4, 1), (1, 2, 6, 9, 3, 1), (3, 4, 5, 6, 2, 0), (1, 3, 4, 3, 2, 2)]
+
+
+@pytest.fixture
+def winograd_everywhere(monkeypatch):
+    monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
+    monkeypatch.setattr(winograd, "MIN_OUTPUT_SIZE", 1)
+
+
+def winograd_arrays(case, dtype, seed=7):
+    b, ci, h, wd, co, p = case
+    return case_arrays((b, ci, h, wd, co, (3, 3), (1, 1), (p, p)), dtype, seed)
+
+
+def test_winograd_is_chosen_only_for_3x3_stride_1_with_many_channels_on_mid_sized_images():
+    assert winograd.suits(ConvGeometry.of((5, 128, 56, 56), (128, 128, 3, 3), 1, 1, "t"))
+    assert winograd.suits(ConvGeometry.of((5, 256, 28, 28), (256, 256, 3, 3), 1, 1, "t"))
+    assert not winograd.suits(ConvGeometry.of((5, 256, 28, 28), (256, 256, 3, 3), 2, 1, "t"))
+    assert not winograd.suits(ConvGeometry.of((5, 256, 28, 28), (256, 256, 1, 1), 1, 0, "t"))
+    assert not winograd.suits(ConvGeometry.of((5, 32, 224, 224), (32, 32, 3, 3), 1, 1, "t"))
+    assert not winograd.suits(ConvGeometry.of((5, 1024, 7, 7), (1024, 1024, 3, 3), 1, 1, "t"))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("case", WINOGRAD_CASES, ids=str)
+def test_winograd_matches_the_loops(case, dtype, winograd_everywhere):
+    x, w, dy, stride, padding = winograd_arrays(case, dtype)
+    geometry = ConvGeometry.of(x.shape, w.shape, stride, padding, "test")
+    assert winograd.suits(geometry)
+    y = conv.conv2d_forward(x, w, stride, padding)
+    assert y.dtype == dtype
+    np.testing.assert_allclose(y, forward_loop(x, w, stride, padding), **TOLERANCE[dtype])
+    dx = conv.conv2d_input_grad(dy, w, x.shape, stride, padding, method="phases")  # a Winograd forward of dy
+    np.testing.assert_allclose(dx, input_grad_loop(dy, w, x.shape, stride, padding), **TOLERANCE[dtype])
+    dw = conv.conv2d_weight_grad(x, dy, w.shape, stride, padding)
+    assert dw.dtype == dtype
+    np.testing.assert_allclose(dw, weight_grad_loop(x, dy, w.shape, stride, padding), **TOLERANCE[dtype])
+
+
+def test_winograd_float32_error_is_that_of_the_direct_form():
+    """On a layer of the paper's size, float32 against float64: the error of F(2x2, 3x3) stays
+    within 2x the direct form's (its transforms add at most four terms at a time), measured
+    relative to the largest output."""
+    rng = np.random.default_rng(8)
+    x, w = rng.standard_normal((2, 128, 28, 28)), rng.standard_normal((128, 128, 3, 3)) / 34
+    dy = rng.standard_normal((2, 128, 28, 28))
+    geometry = ConvGeometry.of(x.shape, w.shape, 1, 1, "test")
+    assert winograd.suits(geometry)
+    x32, w32, dy32 = x.astype(np.float32), w.astype(np.float32), dy.astype(np.float32)
+    exact_y, exact_dw = _direct_forward(x, w), _direct_weight_grad(x, dy)  # float64
+
+    def error(got, exact):
+        return np.abs(got - exact).max() / np.abs(exact).max()
+    direct = dict(forward=error(_direct_forward(x32, w32), exact_y),
+                  weight_grad=error(_direct_weight_grad(x32, dy32), exact_dw))
+    fast = dict(forward=error(winograd.forward(x32, w32, geometry), exact_y),
+                weight_grad=error(winograd.weight_grad(x32, dy32, geometry), exact_dw))
+    for name in direct:
+        assert fast[name] < 2 * direct[name] + 1e-7, (name, fast[name], direct[name])
+        assert fast[name] < 1e-5
+
+
+def _direct_forward(x, w):
+    chunk_geometry = ConvGeometry.of(x.shape, w.shape, 1, 1, "test")
+    columns = conv._chunk_columns(x, chunk_geometry).reshape(w[0].size, -1)
+    return (w.reshape(w.shape[0], -1) @ columns).reshape(w.shape[0], x.shape[0], *x.shape[2:]).transpose(1, 0, 2, 3)
+
+
+def _direct_weight_grad(x, dy):
+    chunk_geometry = ConvGeometry.of(x.shape, (dy.shape[1], x.shape[1], 3, 3), 1, 1, "test")
+    columns = conv._chunk_columns(x, chunk_geometry).reshape(x.shape[1] * 9, -1)
+    return (dy.transpose(1, 0, 2, 3).reshape(dy.shape[1], -1) @ columns.T).reshape(dy.shape[1], x.shape[1], 3, 3)
+
+
+@pytest.mark.parametrize("case", WINOGRAD_CASES, ids=str)
+def test_winograd_gradcheck(case, winograd_everywhere):
+    x, w, _, stride, padding = winograd_arrays(case, "float64", seed=9)
+    inputs = [Tensor(x, requires_grad=True), Tensor(w, requires_grad=True)]
+    gradcheck(lambda x, w: conv2d(x, w, stride=stride, padding=padding), inputs, max_elements=60)
