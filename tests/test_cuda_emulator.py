@@ -749,8 +749,10 @@ def test_the_model_on_the_kernels_matches_the_model_on_numpy(monkeypatch):
     assert {default("forward"), default("input_grad"), default("weight_grad"), "metric_loss_and_grad"} <= set(launched)
     assert loss == pytest.approx(expected_loss, rel=1e-5)
     # A convolution bias right before a batch norm has a gradient of exactly 0 up to rounding
-    # noise, whose size follows the network's gradients, not its own: hence the floor.
-    floor = 1e-6 * max(np.abs(g).max() for g in expected_grads)
+    # noise, whose size follows the network's gradients, not its own: hence the floor (both
+    # sides' noise: 1e-6 of the largest gradient was exceeded by 0.02% once the NumPy side's
+    # convolutions summed in chunks of images).
+    floor = 2e-6 * max(np.abs(g).max() for g in expected_grads)
     for got, expected in zip(grads, expected_grads):
         np.testing.assert_allclose(got, expected, rtol=0, atol=5e-3 * np.abs(expected).max() + floor)
 
