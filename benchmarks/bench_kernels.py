@@ -37,7 +37,7 @@ from minimenet.cuda import conv as cuda_conv  # noqa: E402
 from minimenet.backend import _probe_cupy  # noqa: E402
 
 KERNELS = ("forward", "input_grad", "weight_grad")
-VARIANTS = cuda_conv.VARIANTS
+KERNEL_VARIANTS = cuda_conv.KERNEL_VARIANTS
 MIN_TIMED_SECONDS = 0.05  # each measurement repeats a call until about this much GPU time
 
 
@@ -239,7 +239,7 @@ def main():
 
     rows = []
     header = (f"{'layer':<22}{'n':>3} {'x (C,H,W)':<16}{'w':<20}{'s':>2}{'p':>2} {'kernel':<12}{'GFLOP':>8}"
-              + "".join(f"{v + ' ms':>10}{'TF/s':>7}{'err':>8}" for v in VARIANTS))
+              + "".join(f"{v + ' ms':>10}{'TF/s':>7}{'err':>8}" for v in KERNEL_VARIANTS))
     header += f"{'cuDNN ms':>10}{'TF/s':>7}{'best/cuDNN':>11}" if torch else ""
     print("err: spot-check error of the variant's result; best/cuDNN: the fastest variant's time over "
           "cuDNN's (below 1 is faster than cuDNN)" if torch else "err: spot-check error of the variant's result")
@@ -250,14 +250,14 @@ def main():
         flop = 2 * arguments.batch * w_shape[0] * ho * wo * w_shape[1] * w_shape[2] * w_shape[3]
         arrays = layer_arrays(cupy, arguments.batch, x_shape, w_shape, stride, padding)
         host_arrays = host_reference_arrays(arrays, padding)
-        ours = {v: minimenet_calls(arrays, stride, padding, v) for v in VARIANTS}
+        ours = {v: minimenet_calls(arrays, stride, padding, v) for v in KERNEL_VARIANTS}
         theirs = torch_calls(torch, arguments.batch, x_shape, w_shape, stride, padding) if torch else None
         for kernel in KERNELS:
             row = dict(layer=name, count=count, x_shape=list(x_shape), w_shape=list(w_shape), stride=stride,
                        padding=padding, kernel=kernel, gflop=flop / 1e9)
             line = (f"{name:<22}{count:>3} {str(x_shape):<16}{str(w_shape):<20}{stride:>2}{padding:>2} "
                     f"{kernel:<12}{flop / 1e9:>8.3f}")
-            for v in VARIANTS:
+            for v in KERNEL_VARIANTS:
                 error = spot_check_error(ours[v][kernel](), host_arrays, kernel, stride, padding)
                 ms = time_gpu(ours[v][kernel], synchronize, cupy.cuda.Event, cupy.cuda.get_elapsed_time)
                 row.update({f"{v}_ms": ms, f"{v}_tflops": flop / ms / 1e9, f"{v}_error": error})
@@ -265,7 +265,7 @@ def main():
             if theirs:
                 torch_ms = time_gpu(theirs[kernel], torch.cuda.synchronize,
                                     lambda: torch.cuda.Event(enable_timing=True), lambda a, b: a.elapsed_time(b))
-                best = min(row[f"{v}_ms"] for v in VARIANTS)
+                best = min(row[f"{v}_ms"] for v in KERNEL_VARIANTS)
                 row.update(cudnn_ms=torch_ms, cudnn_tflops=flop / torch_ms / 1e9, best_vs_cudnn=best / torch_ms)
                 line += f"{torch_ms:>10.3f}{row['cudnn_tflops']:>7.2f}{row['best_vs_cudnn']:>10.2f}x"
             rows.append(row)
@@ -276,7 +276,7 @@ def main():
         selected = [r for r in rows if r["kernel"] == kernel]
         total_flop = sum(r["gflop"] * r["count"] for r in selected) * 1e9
         summary = f"  {kernel:<12}"
-        for v in (*VARIANTS, "cudnn") if torch else VARIANTS:
+        for v in (*KERNEL_VARIANTS, "cudnn") if torch else KERNEL_VARIANTS:
             total_ms = sum(r[f"{v}_ms"] * r["count"] for r in selected)
             summary += f"  {v} {total_ms:8.2f} ms {total_flop / total_ms / 1e9:6.2f}"
         print(summary)
@@ -286,10 +286,10 @@ def main():
         print(f"as a fraction of the {device_name} datasheet's dense peaks (FP32 {fp32} TFLOP/s, TF32 {tf32} TFLOP/s), "
               "whole network, all three kernels:")
         total_flop = sum(r["gflop"] * r["count"] for r in rows) * 1e9
-        for v in (*VARIANTS, "cudnn") if torch else VARIANTS:
+        for v in (*KERNEL_VARIANTS, "cudnn") if torch else KERNEL_VARIANTS:
             tflops = total_flop / sum(r[f"{v}_ms"] * r["count"] for r in rows) / 1e9
             print(f"  {v:<8} {tflops:7.2f} TFLOP/s = {tflops / fp32:6.1%} of FP32, {tflops / tf32:6.1%} of TF32")
-    worst = max(r[f"{v}_error"] for r in rows for v in VARIANTS)
+    worst = max(r[f"{v}_error"] for r in rows for v in KERNEL_VARIANTS)
     print(f"largest spot-check error (relative to the sum of |terms|): {worst:.1e}"
           + ("  <- TOO LARGE: a kernel is wrong" if worst > 1e-2 else ""))
 

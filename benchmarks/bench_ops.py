@@ -26,6 +26,7 @@ import numpy  # noqa: E402
 
 import minimenet  # noqa: E402
 from minimenet import conv as mconv  # noqa: E402
+from minimenet.conv_geometry import output_size  # noqa: E402
 
 # (name, kind, batch, c_in, c_out, size, kernel, stride, padding)
 # kind "conv": x (B, c_in, size, size), w (c_out, c_in, k, k)
@@ -83,7 +84,7 @@ def make_arrays(shape, seed=0):
     x = rng.standard_normal((b, ci, size, size), dtype=numpy.float32)
     if kind == "conv":
         w = rng.standard_normal((co, ci, k, k), dtype=numpy.float32) * 0.1
-        out = mconv.output_size(size, k, s, p)
+        out = output_size(size, k, s, p)
     else:
         w = rng.standard_normal((ci, co, k, k), dtype=numpy.float32) * 0.1
         out = (size - 1) * s - 2 * p + k

@@ -62,6 +62,13 @@ def is_gpu_array(a):
     return array_module(a) is not numpy
 
 
+def runs_on_cuda_kernels(a):
+    """Whether an op on ``a`` runs our CUDA kernels (``kernels/*.cu``): float32 arrays on the GPU.
+    The one place that decides; convolutions and the metric loss ask it, and everything else
+    (other dtypes, NumPy arrays) runs the array code on ``array_module(a)``."""
+    return is_gpu_array(a) and a.dtype == "float32"
+
+
 def to_numpy(a):
     """A NumPy copy (or view) of any backend's array."""
     return a.get() if is_gpu_array(a) else numpy.asarray(a)

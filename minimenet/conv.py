@@ -12,53 +12,94 @@ The transposed convolution (deconvolution) is the adjoint of the convolution: it
 the convolution's input gradient and its input gradient is the convolution's forward, so it
 runs on the very same three primitives with the roles of x and dy swapped.
 
-On the CPU the forward and the weight gradient are im2col + one matrix product each (BLAS does
-the work), and the input gradient is either col2im or a gather per sub-pixel phase, whichever
-moves less data; on the GPU, for float32, all three are our CUDA kernels (``kernels/*.cu``).
+On the CPU the forward and the weight gradient are im2col + matrix products (BLAS does the
+work), a chunk of images at a time in reused buffers (``COLUMNS_BUDGET``); nothing but x is kept
+for the backward pass, where the weight gradient rebuilds the columns it needs. The input
+gradient is either col2im or, per sub-pixel phase, a stride-1 forward of dy by the taps that
+reach that phase, whichever moves less data. 3x3 stride-1 convolutions with many channels on
+mid-sized images use Winograd's F(2x2, 3x3) instead (``minimenet.winograd``; at stride 1 the
+input gradient is a forward too). Where ``backend.runs_on_cuda_kernels`` says so
+(float32 on the GPU), all three are our CUDA kernels (``kernels/*.cu``, launched by
+``minimenet.cuda``). Shapes are checked once, by ``conv_geometry.ConvGeometry``, which both
+paths read.
 """
-from .backend import array_module, is_gpu_array
+import math
+import threading
+
+import numpy
+
+from . import backend, cuda, winograd
+from .backend import array_module
+from .conv_geometry import ConvGeometry, pair
 from .tensor import Tensor, add, check_dtypes
 
 
-def _pair(value, name, op):
-    pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-    if len(pair) != 2 or not all(isinstance(v, int) and v >= 0 for v in pair):
-        raise ValueError(f"{op}: {name} must be a non-negative int or a pair of them, got {value!r}")
-    return pair
+# Images are convolved a few at a time so that their im2col matrix stays under this many
+# elements (32 MB in float32; at least one image): the matrix lives in a reused buffer instead of
+# a fresh allocation per layer, whose page faults cost more than the copy itself (a 289 MB matrix
+# for a 224 x 224 x 32 batch of 5 took 0.6 s to allocate and fill, 14 ms to fill once allocated),
+# and nothing of that size is kept for the backward pass.
+COLUMNS_BUDGET = 2**23
+
+_scratch = threading.local()
 
 
-def output_size(size, kernel, stride, padding):
-    return (size + 2 * padding - kernel) // stride + 1
+def _workspace(xp, name, shape, dtype):
+    """A scratch array of ``shape`` for one use at a time under ``name``, its contents undefined:
+    for NumPy a view of a per-thread buffer that only ever grows, so that the same memory serves
+    every layer; CuPy's memory pool already recycles, so there it is a new array."""
+    if xp is not numpy:
+        return xp.empty(shape, dtype=dtype)
+    size = math.prod(shape) * numpy.dtype(dtype).itemsize
+    buffers = _scratch.__dict__.setdefault("buffers", {})
+    if name not in buffers or buffers[name].size < size:
+        buffers[name] = numpy.empty(size, dtype=numpy.uint8)
+    return buffers[name][:size].view(dtype).reshape(shape)
 
 
-def im2col(x, kernel, stride, padding):
-    """The input's windows as one contiguous (Ci*kh*kw, B*Ho*Wo) matrix: row (i, u, v), column
-    (b, r, c) holds x[b, i, r*sh - ph + u, c*sw - pw + v] (zero outside). One copy from a strided
-    view of the zero-padded input; with this layout both the forward and the weight gradient are
-    a single matrix product."""
+def _images_per_chunk(geometry):
+    rows = geometry.in_channels * geometry.kernel_height * geometry.kernel_width
+    return max(1, min(geometry.batch, COLUMNS_BUDGET // (rows * geometry.out_height * geometry.out_width)))
+
+
+def _chunk_columns(x, geometry):
+    """im2col of the images x (n, Ci, H, W) as a (Ci*kh*kw, n, Ho, Wo) view of a reused buffer:
+    row (i, u, v), column (b, r, c) holds x[b, i, r*sh - ph + u, c*sw - pw + v] (zero outside),
+    copied from a strided view of the zero-padded images (also a reused buffer)."""
+    xp, g = array_module(x), geometry
+    n, (ph, pw) = x.shape[0], g.padding
+    padded = _workspace(xp, "padded", (x.shape[1], n, g.in_height + 2 * ph, g.in_width + 2 * pw), x.dtype)
+    padded[:, :, :ph] = 0
+    padded[:, :, ph + g.in_height:] = 0
+    padded[:, :, :, :pw] = 0
+    padded[:, :, :, pw + g.in_width:] = 0
+    padded[:, :, ph:ph + g.in_height, pw:pw + g.in_width] = x.transpose(1, 0, 2, 3)
+    s1, s0, s2, s3 = padded.strides
+    windows = xp.lib.stride_tricks.as_strided(
+        padded, (x.shape[1], g.kernel_height, g.kernel_width, n, g.out_height, g.out_width),
+        (s1, s2, s3, s0, s2 * g.stride_h, s3 * g.stride_w))
+    columns = _workspace(xp, "columns", windows.shape, x.dtype)
+    columns[...] = windows
+    return columns.reshape(-1, n, g.out_height, g.out_width)
+
+
+def conv2d_forward(x, w, stride, padding):
+    """y[b] = W columns_b: (Co, Ci*kh*kw) @ (Ci*kh*kw, Ho*Wo) for each image b, written straight
+    into y (no transposed copy), the columns built a chunk of images at a time; or Winograd's
+    F(2x2, 3x3) (``minimenet.winograd``) for the 3x3 stride-1 shapes where it is faster."""
     xp = array_module(x)
-    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-    b, ci, h, w = x.shape
-    ho, wo = output_size(h, kh, sh, ph), output_size(w, kw, sw, pw)
-    padded = xp.zeros((b, ci, h + 2 * ph, w + 2 * pw), dtype=x.dtype)
-    padded[:, :, ph:ph + h, pw:pw + w] = x
-    s0, s1, s2, s3 = padded.strides
-    windows = xp.lib.stride_tricks.as_strided(padded, (ci, kh, kw, b, ho, wo), (s1, s2, s3, s0, s2 * sh, s3 * sw))
-    return windows.reshape(ci * kh * kw, b * ho * wo)
-
-
-def conv2d_forward(x, w, stride, padding, columns=None):
-    """y = W columns: (Co, Ci*kh*kw) @ (Ci*kh*kw, B*Ho*Wo), then the (Co, B) axes swapped back.
-
-    ``columns``, when given, is ``im2col(x, ...)`` already built (the weight gradient reuses it).
-    """
-    xp = array_module(x)
-    co, ci, kh, kw = w.shape
-    ho, wo = output_size(x.shape[2], kh, stride[0], padding[0]), output_size(x.shape[3], kw, stride[1], padding[1])
-    if columns is None:
-        columns = im2col(x, (kh, kw), stride, padding)
-    y = (w.reshape(co, -1) @ columns).reshape(co, x.shape[0], ho, wo)
-    return xp.ascontiguousarray(y.transpose(1, 0, 2, 3))
+    g = ConvGeometry.of(x.shape, w.shape, stride, padding, "conv2d_forward")
+    if winograd.suits(g):
+        return winograd.forward(x, w, g)
+    y = xp.empty(g.y_shape, dtype=x.dtype)
+    weight_rows = w.reshape(g.out_channels, -1)
+    chunk = _images_per_chunk(g)
+    for first in range(0, g.batch, chunk):
+        columns = _chunk_columns(x[first:first + chunk], g)
+        for j in range(columns.shape[1]):
+            xp.matmul(weight_rows, columns[:, j].reshape(columns.shape[0], -1),
+                      out=y[first + j].reshape(g.out_channels, -1))
+    return y
 
 
 def conv2d_input_grad(dy, w, x_shape, stride, padding, method=None):
@@ -117,14 +158,16 @@ def _phase_plan(size, out_size, kernel, stride, padding):
 
 def _input_grad_by_phases(dy, w, x_shape, stride, padding):
     xp = array_module(dy)
-    (co, ci, _, _), (sh, sw), (ph, pw) = w.shape, stride, padding
+    (co, ci, kh, kw), (sh, sw), (ph, pw) = w.shape, stride, padding
+    if (sh, sw) == (1, 1) and ph < kh and pw < kw:
+        # One phase, every tap, dy padded evenly by k - 1 - p: the forward pads it itself.
+        return conv2d_forward(dy, w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), (1, 1), (kh - 1 - ph, kw - 1 - pw))
     b, _, ho, wo = dy.shape
     _, _, h, wd = x_shape
     rows, low_h, high_h = _phase_plan(h, ho, w.shape[2], sh, ph)
     cols, low_w, high_w = _phase_plan(wd, wo, w.shape[3], sw, pw)
     padded = xp.zeros((b, co, low_h + ho + high_h, low_w + wo + high_w), dtype=dy.dtype)
     padded[:, :, low_h:low_h + ho, low_w:low_w + wo] = dy
-    s0, s1, s2, s3 = padded.strides
     dx = xp.empty((b, ci, h, wd), dtype=dy.dtype)
     for a, tap_h, taps_h, d_h, count_h in rows:
         for c, tap_w, taps_w, d_w, count_w in cols:
@@ -133,54 +176,56 @@ def _input_grad_by_phases(dy, w, x_shape, stride, padding):
             if not (taps_h and taps_w):
                 dx[:, :, a::sh, c::sw] = 0
                 continue
-            # Tap t' = taps - 1 - t (flipped) meets dy row P + d - taps + 1 + t': a stride-1 window.
+            # Tap t' = taps - 1 - t (flipped) meets dy row P + d - taps + 1 + t': a stride-1
+            # convolution of that region of dy by the phase's flipped taps, read as (ci, co, ., .).
             top, left = low_h + d_h - taps_h + 1, low_w + d_w - taps_w + 1
-            start = padded[:, :, top:, left:]
-            windows = xp.lib.stride_tricks.as_strided(
-                start, (co, taps_h, taps_w, b, count_h, count_w), (s1, s2, s3, s0, s2, s3))
-            taps = w[:, :, tap_h::sh, tap_w::sw][:, :, ::-1, ::-1]  # (co, ci, taps_h, taps_w)
-            phase = taps.transpose(1, 0, 2, 3).reshape(ci, -1) @ windows.reshape(-1, b * count_h * count_w)
-            dx[:, :, a::sh, c::sw] = phase.reshape(ci, b, count_h, count_w).transpose(1, 0, 2, 3)
+            region = padded[:, :, top:top + count_h + taps_h - 1, left:left + count_w + taps_w - 1]
+            taps = w[:, :, tap_h::sh, tap_w::sw][:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+            dx[:, :, a::sh, c::sw] = conv2d_forward(region, taps, (1, 1), (0, 0))
     return dx
 
 
-def conv2d_weight_grad(x, dy, w_shape, stride, padding, columns=None):
-    """dw = dy columns^T: (Co, B*Ho*Wo) @ (B*Ho*Wo, Ci*kh*kw), summing over batch and pixels."""
-    co, ci, kh, kw = w_shape
-    b, _, ho, wo = dy.shape
-    if columns is None:
-        columns = im2col(x, (kh, kw), stride, padding)
-    dy_rows = dy.reshape(b, co, ho * wo).transpose(1, 0, 2).reshape(co, b * ho * wo)
-    return (dy_rows @ columns.T).reshape(w_shape)
+def conv2d_weight_grad(x, dy, w_shape, stride, padding):
+    """dw = sum over chunks of dy_rows columns^T: (Co, n*Ho*Wo) @ (n*Ho*Wo, Ci*kh*kw), where
+    dy_rows is the chunk's dy with its (n, Co) axes swapped; summing over batch and pixels. Or
+    by F(2x2, 3x3) where the forward uses it."""
+    xp = array_module(x)
+    g = ConvGeometry.of(x.shape, w_shape, stride, padding, "conv2d_weight_grad")
+    g.check_output(dy.shape, "conv2d_weight_grad")
+    if winograd.suits(g):
+        return winograd.weight_grad(x, dy, g)
+    dw = xp.empty((g.out_channels, math.prod(g.w_shape[1:])), dtype=dy.dtype)
+    chunk = _images_per_chunk(g)
+    for first in range(0, g.batch, chunk):
+        columns = _chunk_columns(x[first:first + chunk], g)
+        n = columns.shape[1]
+        dy_rows = dy[first:first + n].reshape(n, g.out_channels, -1).transpose(1, 0, 2).reshape(g.out_channels, -1)
+        if first == 0:
+            xp.matmul(dy_rows, columns.reshape(columns.shape[0], -1).T, out=dw)
+        else:
+            dw += dy_rows @ columns.reshape(columns.shape[0], -1).T
+    return dw.reshape(g.w_shape)
 
 
-def _uses_kernels(a):
-    return is_gpu_array(a) and a.dtype == "float32"
+def _forward(x, w, geometry):
+    """y = conv(x, w) on x's backend."""
+    if backend.runs_on_cuda_kernels(x):
+        return cuda.conv2d_forward(x, w, geometry.stride, geometry.padding)
+    return conv2d_forward(x, w, geometry.stride, geometry.padding)
 
 
-def _input_grad(dy, w, x_shape, stride, padding):
-    """conv2d_input_grad on dy's backend: our CUDA kernel for float32 on the GPU, col2im otherwise."""
-    if _uses_kernels(dy):
-        from . import cuda
-        return cuda.conv2d_input_grad(dy, w, x_shape, stride, padding)
-    return conv2d_input_grad(dy, w, x_shape, stride, padding)
+def _weight_grad(x, dy, geometry):
+    """dw from x and dy on x's backend."""
+    if backend.runs_on_cuda_kernels(x):
+        return cuda.conv2d_weight_grad(x, dy, geometry.w_shape, geometry.stride, geometry.padding)
+    return conv2d_weight_grad(x, dy, geometry.w_shape, geometry.stride, geometry.padding)
 
 
-def _bound_to_input(x, w_shape, stride, padding):
-    """(forward(w) -> y, weight_grad(dy) -> dw) for the input x: our CUDA kernels for float32 on
-    the GPU; otherwise im2col + BLAS, where both share one im2col of x, built at most once."""
-    if _uses_kernels(x):
-        from . import cuda
-        return (lambda w: cuda.conv2d_forward(x, w, stride, padding),
-                lambda dy: cuda.conv2d_weight_grad(x, dy, w_shape, stride, padding))
-    cache = []
-
-    def columns():
-        if not cache:
-            cache.append(im2col(x, w_shape[2:], stride, padding))
-        return cache[0]
-    return (lambda w: conv2d_forward(x, w, stride, padding, columns()),
-            lambda dy: conv2d_weight_grad(x, dy, w_shape, stride, padding, columns()))
+def _input_grad(dy, w, geometry):
+    """dx (of shape ``geometry.x_shape``) from dy on dy's backend."""
+    if backend.runs_on_cuda_kernels(dy):
+        return cuda.conv2d_input_grad(dy, w, geometry.x_shape, geometry.stride, geometry.padding)
+    return conv2d_input_grad(dy, w, geometry.x_shape, geometry.stride, geometry.padding)
 
 
 def _check(op, x, w, b, weight_layout):
@@ -193,9 +238,6 @@ def _check(op, x, w, b, weight_layout):
         raise ValueError(f"{op}: input must be 4-D (batch, channels, height, width), got shape {x.shape}")
     if w.ndim != 4:
         raise ValueError(f"{op}: weight must be 4-D {weight_layout}, got shape {w.shape}")
-    if x.shape[1] != w.shape[0 if op == "conv_transpose2d" else 1]:
-        raise ValueError(f"{op}: input has {x.shape[1]} channels but the weight {weight_layout} of shape {w.shape} "
-                         f"expects {w.shape[0 if op == 'conv_transpose2d' else 1]}")
     out_channels = w.shape[1 if op == "conv_transpose2d" else 0]
     if b is not None and b.shape != (out_channels,):
         raise ValueError(f"{op}: bias must have shape ({out_channels},) to match the weight {w.shape}, got {b.shape}")
@@ -208,19 +250,14 @@ def _add_bias(y, b):
 
 def conv2d(x, w, b=None, stride=1, padding=0):
     """2-D convolution (cross-correlation, as in every deep-learning library) of x by w, plus b."""
-    stride, padding = _pair(stride, "stride", "conv2d"), _pair(padding, "padding", "conv2d")
     _check("conv2d", x, w, b, "(out_channels, in_channels, kh, kw)")
-    if 0 in stride:
-        raise ValueError("conv2d: stride must be positive")
-    if any(output_size(x.shape[2 + i], w.shape[2 + i], stride[i], padding[i]) < 1 for i in range(2)):
-        raise ValueError(f"conv2d: kernel {w.shape[2:]} with padding {padding} does not fit the input of spatial size {x.shape[2:]}")
-    forward, weight_grad = _bound_to_input(x.data, w.shape, stride, padding)
+    geometry = ConvGeometry.of(x.shape, w.shape, stride, padding, "conv2d")
 
     def backward(g):
-        dx = _input_grad(g, w.data, x.shape, stride, padding) if x.requires_grad else None
-        dw = weight_grad(g) if w.requires_grad else None
+        dx = _input_grad(g, w.data, geometry) if x.requires_grad else None
+        dw = _weight_grad(x.data, g, geometry) if w.requires_grad else None
         return dx, dw
-    return _add_bias(Tensor.from_op(forward(w.data), (x, w), backward, "conv2d"), b)
+    return _add_bias(Tensor.from_op(_forward(x.data, w.data, geometry), (x, w), backward, "conv2d"), b)
 
 
 def conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0):
@@ -230,21 +267,24 @@ def conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0):
     output_padding (smaller than the stride) picks among the sizes that a stride-s convolution
     maps to the same H.
     """
-    stride, padding = _pair(stride, "stride", "conv_transpose2d"), _pair(padding, "padding", "conv_transpose2d")
-    output_padding = _pair(output_padding, "output_padding", "conv_transpose2d")
-    _check("conv_transpose2d", x, w, b, "(in_channels, out_channels, kh, kw)")
-    if 0 in stride or any(op >= s for op, s in zip(output_padding, stride)):
-        raise ValueError(f"conv_transpose2d: stride must be positive and output_padding {output_padding} smaller than stride {stride}")
+    op = "conv_transpose2d"
+    stride, padding, output_padding = pair(stride, "stride", op), pair(padding, "padding", op), pair(output_padding, "output_padding", op)
+    _check(op, x, w, b, "(in_channels, out_channels, kh, kw)")
+    if x.shape[1] != w.shape[0]:
+        raise ValueError(f"{op}: input has {x.shape[1]} channels but the weight (in_channels, out_channels, kh, kw) "
+                         f"of shape {w.shape} expects {w.shape[0]}")
+    if 0 in stride or any(extra >= s for extra, s in zip(output_padding, stride)):
+        raise ValueError(f"{op}: stride must be positive and output_padding {output_padding} smaller than stride {stride}")
     out_hw = [(x.shape[2 + i] - 1) * stride[i] - 2 * padding[i] + w.shape[2 + i] + output_padding[i] for i in range(2)]
     if min(out_hw) < 1:
-        raise ValueError(f"conv_transpose2d: padding {padding} leaves no output for input {x.shape[2:]} and kernel {w.shape[2:]}")
-    out_shape = (x.shape[0], w.shape[1], *out_hw)
-    y = _input_grad(x.data, w.data, out_shape, stride, padding)
+        raise ValueError(f"{op}: padding {padding} leaves no output for input {x.shape[2:]} and kernel {w.shape[2:]}")
+    # The adjoint convolution: input y (B, Co, Hout, Wout), weight w read as (Co_conv = Ci, Ci_conv = Co), output x.
+    geometry = ConvGeometry.of((x.shape[0], w.shape[1], *out_hw), w.shape, stride, padding, op)
+    y = _input_grad(x.data, w.data, geometry)
 
     def backward(g):
         # Both gradients read windows of g, the input of the adjoint convolution.
-        forward, weight_grad = _bound_to_input(g, w.shape, stride, padding)
-        dx = forward(w.data) if x.requires_grad else None
-        dw = weight_grad(x.data) if w.requires_grad else None
+        dx = _forward(g, w.data, geometry) if x.requires_grad else None
+        dw = _weight_grad(g, x.data, geometry) if w.requires_grad else None
         return dx, dw
-    return _add_bias(Tensor.from_op(y, (x, w), backward, "conv_transpose2d"), b)
+    return _add_bias(Tensor.from_op(y, (x, w), backward, op), b)

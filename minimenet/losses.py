@@ -8,7 +8,8 @@ authors' solver is calibrated to this.
 """
 import numpy
 
-from .backend import array_module, is_gpu_array
+from . import backend
+from .backend import array_module
 from .norm import l2_normalize
 from .tensor import Tensor
 
@@ -151,8 +152,8 @@ def metric_loss(features, labels, gradient="authors", eps=0.0):
     _check_labels("metric_loss", features, labels)
     unit = l2_normalize(features, eps)  # eps 0 by default: the authors' layer has none
     y = unit.data
-    if is_gpu_array(y) and y.dtype == "float32":
-        from . import cuda
+    if backend.runs_on_cuda_kernels(y):
+        from . import cuda  # here, not at the top: minimenet.cuda.metric imports this module
         loss, grad = cuda.metric_loss(y, labels.astype(xp.int32), gradient)
     else:
         loss, grad = metric_loss_arrays(y, labels, gradient)

@@ -55,7 +55,9 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
         else:
             d_x = g * (g4 * inv_std)
         return d_x, d_gamma, d_beta
-    return Tensor.from_op(g4 * x_hat + b4, (x, gamma, beta), backward, "batch_norm")
+    y = x_hat * g4
+    y += b4  # in place: one full-size array fewer to allocate
+    return Tensor.from_op(y, (x, gamma, beta), backward, "batch_norm")
 
 
 def _channel_dot(a, b):

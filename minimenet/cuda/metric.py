@@ -4,6 +4,7 @@ import functools
 from typing import NamedTuple
 
 from ..backend import array_module
+from ..conv_geometry import ceil_div
 from ..losses import METRIC_GRADIENTS, hard_negative_mask
 from . import sources
 from .launch import launch
@@ -58,7 +59,7 @@ def metric_loss_stages(y, labels, gradient="authors"):
         raise ValueError(f"metric_loss: {channels} channels and batch {batch}: the kernels' grid takes at most {_GRID_LIMIT} of each")
     pixels = height * width
     block = (_block(), 1, 1)
-    pixel_blocks = -(-pixels // _block())
+    pixel_blocks = ceil_div(pixels, _block())
 
     def region_sums(weights):
         block_sums = xp.empty((pixel_blocks, batch, 2, channels), dtype=xp.float32)

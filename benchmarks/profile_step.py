@@ -1,0 +1,163 @@
+"""Where one training step of the authors' network spends its time, per op, on the CPU.
+
+One step = forward (model + both losses), backward, SGD update, as in ``bench_train.py``.
+Attribution, all by wall clock (``time.perf_counter``):
+
+* forward: an op's array is computed just before ``Tensor.from_op`` records it, so each op is
+  charged the time since the previous op was recorded (the model's Python between ops included);
+* backward: each op's backward closure is timed as it runs; what ``Tensor.backward`` does
+  around them (adding the gradients of tensors used twice, the graph walk) is "autograd";
+* inside both, the convolution primitives of ``minimenet.conv`` (the forward, the input
+  gradient, the weight gradient, and within each the im2col copies, ``_chunk_columns``) are
+  timed on their own and taken out of whatever called them, so "conv2d forward" is what remains
+  around them (almost nothing) and "conv forward product" excludes its im2col. A transposed
+  convolution's forward is the input-gradient primitive, its backward the other two.
+
+    python benchmarks/profile_step.py                         # paper preset, batch 5, 1 step after 1 warm-up
+    python benchmarks/profile_step.py --preset tiny --batch 8 --steps 5
+"""
+import argparse
+import collections
+import os
+import platform
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, ".."))
+sys.path.insert(0, HERE)
+os.environ.setdefault("MINIMENET_DEVICE", "cpu")
+
+import numpy  # noqa: E402
+
+import minimenet  # noqa: E402
+from minimenet import conv  # noqa: E402
+from minimenet.tensor import Tensor  # noqa: E402
+
+from bench_train import minimenet_runner, random_batch  # noqa: E402
+from blas_threads import blas_threads, limit_blas  # noqa: E402
+
+# (module, function name, the row it is charged to)
+PRIMITIVES = [(conv, "_chunk_columns", "conv im2col"), (conv, "_forward", "conv forward product"),
+              (conv, "_input_grad", "conv input grad"), (conv, "_weight_grad", "conv weight grad")]
+
+
+class Profile:
+    """Seconds per (op, phase), each nested timer's time taken out of the one around it."""
+
+    def __init__(self):
+        self.seconds = collections.Counter()
+        self.calls = collections.Counter()
+        self.phase = None
+        self._claimed = [0.0]  # time claimed by finished timers, per level of nesting
+        self._mark = 0.0       # forward: when the previous op was recorded
+
+    def timed(self, key, fn, *args):
+        self._claimed.append(0.0)
+        start = time.perf_counter()
+        result = fn(*args)
+        total = time.perf_counter() - start
+        nested = self._claimed.pop()
+        self._claimed[-1] += total
+        self.seconds[key] += total - nested
+        self.calls[key] += 1
+        return result
+
+    def start_phase(self, phase):
+        self.phase = phase
+        self._claimed = [0.0]
+        self._mark = time.perf_counter()
+
+    def record_forward(self, op):
+        """Charge the time since the previous forward op to ``op``, less its timed primitives."""
+        now = time.perf_counter()
+        self.seconds[(op, self.phase)] += now - self._mark - self._claimed[-1]
+        self.calls[(op, self.phase)] += 1
+        self._claimed[-1] = 0.0
+        self._mark = now
+
+
+def install(profile):
+    """Wrap Tensor.from_op (forward attribution, backward closures) and conv's primitives."""
+    original_from_op = Tensor.from_op.__func__
+
+    def from_op(cls, data, parents, backward, op):
+        if profile.phase == "forward":
+            profile.record_forward(op)
+        return original_from_op(cls, data, parents, lambda g: profile.timed((op, "backward"), backward, g), op)
+    Tensor.from_op = classmethod(from_op)
+    for module, name, row in PRIMITIVES:
+        original = getattr(module, name)
+        setattr(module, name, lambda *args, _f=original, _row=row: profile.timed((_row, profile.phase), _f, *args))
+
+
+def profile_steps(preset, batch, steps, warmup):
+    size = {"tiny": 64, "paper": 224}[preset]
+    images, masks = random_batch(batch, size)
+    model, _, _ = minimenet_runner(preset, images, masks, 0.01)
+    opt = minimenet.SGD(model.parameters(), 0.01, momentum=0.9, weight_decay=1e-8,
+                        multipliers=model.learning_rate_multipliers())
+    x, m = minimenet.Tensor(images), masks
+    profile = Profile()
+    install(profile)
+    wall = collections.Counter()
+    for i in range(warmup + steps):
+        if i == warmup:
+            profile.seconds.clear(), profile.calls.clear()
+        phases = []
+        model.train()
+        profile.start_phase("forward")
+        t0 = time.perf_counter()
+        loss, _ = model.loss(model(x), m)
+        phases.append(("forward", time.perf_counter() - t0))
+        opt.zero_grad()
+        profile.start_phase("backward")
+        t0 = time.perf_counter()
+        loss.backward()
+        phases.append(("backward", time.perf_counter() - t0))
+        profile.start_phase("update")
+        t0 = time.perf_counter()
+        opt.step()
+        phases.append(("update", time.perf_counter() - t0))
+        profile.phase = None
+        if i >= warmup:
+            wall.update(dict(phases))
+    return profile, wall
+
+
+def table(profile, wall, steps):
+    """Rows (op, phase, calls per step, ms per step, % of the step), largest first."""
+    step_s = sum(wall.values()) / steps
+    rows = [(op, phase, profile.calls[(op, phase)] / steps, s / steps) for (op, phase), s in profile.seconds.items()]
+    rows.append(("autograd (graph walk, gradient sums)", "backward", 0,
+                 wall["backward"] / steps - sum(r[3] for r in rows if r[1] == "backward")))
+    rows.append(("SGD update", "update", 1, wall["update"] / steps))
+    rows.sort(key=lambda r: -r[3])
+    lines = ["| op | phase | calls | ms per step | % of step |", "|---|---|---|---|---|"]
+    lines += [f"| {op} | {phase} | {calls:g} | {s * 1e3:.0f} | {100 * s / step_s:.1f} |" for op, phase, calls, s in rows]
+    lines.append(f"| **step** | | | **{step_s * 1e3:.0f}** | 100 |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="paper", choices=["tiny", "paper"])
+    p.add_argument("--batch", type=int, default=5)
+    p.add_argument("--steps", type=int, default=1, help="profiled steps (default 1)")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--threads", type=int, help="BLAS threads (default: what NumPy's BLAS uses)")
+    args = p.parse_args(argv)
+    if args.threads:
+        limit_blas(args.threads)
+    threads, blas = blas_threads()
+    print(f"# profile_step: {args.preset} preset, batch {args.batch}, {args.steps} step(s) after {args.warmup} warm-up; "
+          f"{platform.machine()} {os.cpu_count()} CPUs, numpy {numpy.__version__}, BLAS {blas} with {threads} threads; "
+          f"load average {os.getloadavg()[0]:.1f} at start", flush=True)
+    profile, wall = profile_steps(args.preset, args.batch, args.steps, args.warmup)
+    print(table(profile, wall, args.steps))
+    print(f"# forward {wall['forward'] / args.steps:.2f} s, backward {wall['backward'] / args.steps:.2f} s, "
+          f"update {wall['update'] / args.steps:.2f} s per step; load average {os.getloadavg()[0]:.1f} at the end")
+
+
+if __name__ == "__main__":
+    main()

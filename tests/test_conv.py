@@ -1,0 +1,239 @@
+"""The CPU convolution primitives of ``minimenet.conv`` against the direct form.
+
+The primitives convolve a chunk of images at a time (as many as keep the im2col matrix under
+``conv.COLUMNS_BUDGET`` elements) in reused scratch buffers. These tests shrink the budget so that
+chunks of one image, of several, and a shorter last chunk all occur, and compare the forward, the
+input gradient (every sub-pixel phase is a stride-1 forward) and the weight gradient with plain
+loops written from the definitions, in float64 and float32, on odd sizes, stride 2 and batch 1;
+then check the autograd gradients by finite differences through ``minimenet.gradcheck``.
+"""
+import numpy as np
+import pytest
+
+from minimenet import Tensor, conv2d, conv_transpose2d, gradcheck
+from minimenet import conv, winograd
+from minimenet.conv_geometry import ConvGeometry
+
+TOLERANCE = {"float64": dict(rtol=1e-10, atol=1e-10), "float32": dict(rtol=2e-5, atol=2e-5)}
+
+# (batch, Ci, H, W, Co, kernel, stride, padding)
+CASES = [
+    (3, 3, 7, 5, 4, (3, 3), (1, 1), (1, 1)),   # odd sizes, the 3x3 "same" convolution
+    (1, 2, 9, 6, 3, (3, 3), (2, 2), (1, 1)),   # batch 1, stride 2
+    (5, 4, 6, 7, 2, (1, 1), (2, 2), (0, 0)),   # the 1x1 stride-2 shortcut, odd batch
+    (4, 2, 5, 5, 3, (3, 2), (2, 1), (0, 1)),   # non-square kernel, stride and padding
+    (2, 3, 3, 3, 5, (3, 3), (1, 1), (2, 2)),   # padding wider than the kernel reaches
+]
+
+
+def forward_loop(x, w, stride, padding):
+    (b, _, h, wd), (co, _, kh, kw), (sh, sw), (ph, pw) = x.shape, w.shape, stride, padding
+    ho, wo = (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1
+    y = np.zeros((b, co, ho, wo))
+    for r in range(ho):
+        for c in range(wo):
+            for u in range(kh):
+                for v in range(kw):
+                    p, q = r * sh - ph + u, c * sw - pw + v
+                    if 0 <= p < h and 0 <= q < wd:
+                        y[:, :, r, c] += x[:, :, p, q].astype(np.float64) @ w[:, :, u, v].T.astype(np.float64)
+    return y
+
+
+def input_grad_loop(dy, w, x_shape, stride, padding):
+    (sh, sw), (ph, pw), (_, _, kh, kw) = stride, padding, w.shape
+    dx = np.zeros(x_shape)
+    for r in range(dy.shape[2]):
+        for c in range(dy.shape[3]):
+            for u in range(kh):
+                for v in range(kw):
+                    p, q = r * sh - ph + u, c * sw - pw + v
+                    if 0 <= p < x_shape[2] and 0 <= q < x_shape[3]:
+                        dx[:, :, p, q] += dy[:, :, r, c].astype(np.float64) @ w[:, :, u, v].astype(np.float64)
+    return dx
+
+
+def weight_grad_loop(x, dy, w_shape, stride, padding):
+    (sh, sw), (ph, pw), (_, _, kh, kw) = stride, padding, w_shape
+    dw = np.zeros(w_shape)
+    for r in range(dy.shape[2]):
+        for c in range(dy.shape[3]):
+            for u in range(kh):
+                for v in range(kw):
+                    p, q = r * sh - ph + u, c * sw - pw + v
+                    if 0 <= p < x.shape[2] and 0 <= q < x.shape[3]:
+                        dw[:, :, u, v] += dy[:, :, r, c].T.astype(np.float64) @ x[:, :, p, q].astype(np.float64)
+    return dw
+
+
+def case_arrays(case, dtype, seed=0):
+    b, ci, h, wd, co, (kh, kw), (sh, sw), (ph, pw) = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((b, ci, h, wd)).astype(dtype)
+    w = rng.standard_normal((co, ci, kh, kw)).astype(dtype)
+    dy = rng.standard_normal((b, co, (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1)).astype(dtype)
+    return x, w, dy, (sh, sw), (ph, pw)
+
+
+def budgets(case):
+    """Column budgets giving one image per chunk, two (a shorter last chunk when the batch is
+    odd), and the whole batch in one chunk."""
+    b, ci, h, wd, co, (kh, kw), (sh, sw), (ph, pw) = case
+    per_image = ci * kh * kw * ((h + 2 * ph - kh) // sh + 1) * ((wd + 2 * pw - kw) // sw + 1)
+    return [per_image, 2 * per_image, b * per_image]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_primitives_match_the_loops_in_every_chunking(case, dtype, monkeypatch):
+    x, w, dy, stride, padding = case_arrays(case, dtype)
+    expected_y = forward_loop(x, w, stride, padding)
+    expected_dx = input_grad_loop(dy, w, x.shape, stride, padding)
+    expected_dw = weight_grad_loop(x, dy, w.shape, stride, padding)
+    for budget in budgets(case):
+        monkeypatch.setattr(conv, "COLUMNS_BUDGET", budget)
+        y = conv.conv2d_forward(x, w, stride, padding)
+        assert y.dtype == dtype
+        np.testing.assert_allclose(y, expected_y, **TOLERANCE[dtype])
+        for method in ("phases", "col2im"):
+            dx = conv.conv2d_input_grad(dy, w, x.shape, stride, padding, method=method)
+            np.testing.assert_allclose(dx, expected_dx, **TOLERANCE[dtype])
+        dw = conv.conv2d_weight_grad(x, dy, w.shape, stride, padding)
+        assert dw.dtype == dtype
+        np.testing.assert_allclose(dw, expected_dw, **TOLERANCE[dtype])
+
+
+def test_the_chunkings_are_what_the_test_above_needs(monkeypatch):
+    """One image per chunk, a shorter last chunk, and the whole batch: all occur."""
+    chunkings = set()
+    for case in CASES:
+        x, w, _, stride, padding = case_arrays(case, "float64")
+        geometry = ConvGeometry.of(x.shape, w.shape, stride, padding, "test")
+        for budget in budgets(case):
+            monkeypatch.setattr(conv, "COLUMNS_BUDGET", budget)
+            chunk = conv._images_per_chunk(geometry)
+            chunkings.add("one" if chunk == 1 else "all" if chunk == x.shape[0] else
+                          "ragged" if x.shape[0] % chunk else "even")
+    assert {"one", "ragged", "all"} <= chunkings
+
+
+def test_scratch_buffers_left_dirty_by_a_larger_convolution_do_not_leak():
+    """A convolution after a larger one reuses its buffers: the zero border and the columns must
+    be rewritten, not inherited."""
+    rng = np.random.default_rng(3)
+    big_x, big_w = 1e3 * (1 + rng.random((2, 6, 11, 9))), rng.standard_normal((3, 6, 3, 3))
+    conv.conv2d_forward(big_x, big_w, (1, 1), (0, 0))
+    x, w = rng.standard_normal((2, 2, 4, 5)), rng.standard_normal((3, 2, 3, 3))
+    np.testing.assert_allclose(conv.conv2d_forward(x, w, (1, 1), (2, 2)), forward_loop(x, w, (1, 1), (2, 2)), rtol=1e-12, atol=1e-12)
+
+
+def test_outputs_do_not_alias_the_scratch_buffers():
+    rng = np.random.default_rng(4)
+    x, w = rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3))
+    first = conv.conv2d_forward(x, w, (1, 1), (1, 1))
+    kept = first.copy()
+    conv.conv2d_forward(2 * x, w, (1, 1), (1, 1))
+    conv.conv2d_input_grad(first, w, x.shape, (1, 1), (1, 1))
+    np.testing.assert_array_equal(first, kept)
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_gradcheck_with_one_image_per_chunk(case, monkeypatch):
+    monkeypatch.setattr(conv, "COLUMNS_BUDGET", 1)
+    x, w, _, stride, padding = case_arrays(case, "float64", seed=5)
+    inputs = [Tensor(x[:2], requires_grad=True), Tensor(w, requires_grad=True)]
+    gradcheck(lambda x, w: conv2d(x, w, stride=stride, padding=padding), inputs, max_elements=60)
+
+
+def test_transposed_convolution_gradcheck_with_one_image_per_chunk(monkeypatch):
+    """The decoder's 4x4 stride-2 upsampling, with output_padding: its forward is the phase-wise
+    input gradient, its backward the forward and weight-gradient primitives."""
+    monkeypatch.setattr(conv, "COLUMNS_BUDGET", 1)
+    rng = np.random.default_rng(6)
+    x, w = Tensor(rng.standard_normal((3, 2, 3, 4)), requires_grad=True), Tensor(rng.standard_normal((2, 3, 4, 4)), requires_grad=True)
+    gradcheck(lambda x, w: conv_transpose2d(x, w, stride=2, padding=1, output_padding=1), [x, w], max_elements=60)
+
+
+# ----------------------------------------------------------------------------------------------
+# Winograd F(2x2, 3x3): 3x3 stride-1 only, chosen by shape; forced here on small shapes.
+
+# (batch, Ci, H, W, Co, padding): odd and even output sizes (half-empty last tiles), batch 1.
+WINOGRAD_CASES = [(2, 3, 7, 5, 4, 1), (1, 2, 6, 9, 3, 1), (3, 4, 5, 6, 2, 0), (1, 3, 4, 3, 2, 2)]
+
+
+@pytest.fixture
+def winograd_everywhere(monkeypatch):
+    monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
+    monkeypatch.setattr(winograd, "MIN_OUTPUT_SIZE", 1)
+
+
+def winograd_arrays(case, dtype, seed=7):
+    b, ci, h, wd, co, p = case
+    return case_arrays((b, ci, h, wd, co, (3, 3), (1, 1), (p, p)), dtype, seed)
+
+
+def test_winograd_is_chosen_only_for_3x3_stride_1_with_many_channels_on_mid_sized_images():
+    assert winograd.suits(ConvGeometry.of((5, 128, 56, 56), (128, 128, 3, 3), 1, 1, "t"))
+    assert winograd.suits(ConvGeometry.of((5, 256, 28, 28), (256, 256, 3, 3), 1, 1, "t"))
+    assert not winograd.suits(ConvGeometry.of((5, 256, 28, 28), (256, 256, 3, 3), 2, 1, "t"))
+    assert not winograd.suits(ConvGeometry.of((5, 256, 28, 28), (256, 256, 1, 1), 1, 0, "t"))
+    assert not winograd.suits(ConvGeometry.of((5, 32, 224, 224), (32, 32, 3, 3), 1, 1, "t"))
+    assert not winograd.suits(ConvGeometry.of((5, 1024, 7, 7), (1024, 1024, 3, 3), 1, 1, "t"))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("case", WINOGRAD_CASES, ids=str)
+def test_winograd_matches_the_loops(case, dtype, winograd_everywhere):
+    x, w, dy, stride, padding = winograd_arrays(case, dtype)
+    geometry = ConvGeometry.of(x.shape, w.shape, stride, padding, "test")
+    assert winograd.suits(geometry)
+    y = conv.conv2d_forward(x, w, stride, padding)
+    assert y.dtype == dtype
+    np.testing.assert_allclose(y, forward_loop(x, w, stride, padding), **TOLERANCE[dtype])
+    dx = conv.conv2d_input_grad(dy, w, x.shape, stride, padding, method="phases")  # a Winograd forward of dy
+    np.testing.assert_allclose(dx, input_grad_loop(dy, w, x.shape, stride, padding), **TOLERANCE[dtype])
+    dw = conv.conv2d_weight_grad(x, dy, w.shape, stride, padding)
+    assert dw.dtype == dtype
+    np.testing.assert_allclose(dw, weight_grad_loop(x, dy, w.shape, stride, padding), **TOLERANCE[dtype])
+
+
+def test_winograd_float32_error_is_that_of_the_direct_form():
+    """On a layer of the paper's size, float32 against float64: the error of F(2x2, 3x3) stays
+    within 2x the direct form's (its transforms add at most four terms at a time), measured
+    relative to the largest output."""
+    rng = np.random.default_rng(8)
+    x, w = rng.standard_normal((2, 128, 28, 28)), rng.standard_normal((128, 128, 3, 3)) / 34
+    dy = rng.standard_normal((2, 128, 28, 28))
+    geometry = ConvGeometry.of(x.shape, w.shape, 1, 1, "test")
+    assert winograd.suits(geometry)
+    x32, w32, dy32 = x.astype(np.float32), w.astype(np.float32), dy.astype(np.float32)
+    exact_y, exact_dw = _direct_forward(x, w), _direct_weight_grad(x, dy)  # float64
+
+    def error(got, exact):
+        return np.abs(got - exact).max() / np.abs(exact).max()
+    direct = dict(forward=error(_direct_forward(x32, w32), exact_y),
+                  weight_grad=error(_direct_weight_grad(x32, dy32), exact_dw))
+    fast = dict(forward=error(winograd.forward(x32, w32, geometry), exact_y),
+                weight_grad=error(winograd.weight_grad(x32, dy32, geometry), exact_dw))
+    for name in direct:
+        assert fast[name] < 2 * direct[name] + 1e-7, (name, fast[name], direct[name])
+        assert fast[name] < 1e-5
+
+
+def _direct_forward(x, w):
+    chunk_geometry = ConvGeometry.of(x.shape, w.shape, 1, 1, "test")
+    columns = conv._chunk_columns(x, chunk_geometry).reshape(w[0].size, -1)
+    return (w.reshape(w.shape[0], -1) @ columns).reshape(w.shape[0], x.shape[0], *x.shape[2:]).transpose(1, 0, 2, 3)
+
+
+def _direct_weight_grad(x, dy):
+    chunk_geometry = ConvGeometry.of(x.shape, (dy.shape[1], x.shape[1], 3, 3), 1, 1, "test")
+    columns = conv._chunk_columns(x, chunk_geometry).reshape(x.shape[1] * 9, -1)
+    return (dy.transpose(1, 0, 2, 3).reshape(dy.shape[1], -1) @ columns.T).reshape(dy.shape[1], x.shape[1], 3, 3)
+
+
+@pytest.mark.parametrize("case", WINOGRAD_CASES, ids=str)
+def test_winograd_gradcheck(case, winograd_everywhere):
+    x, w, _, stride, padding = winograd_arrays(case, "float64", seed=9)
+    inputs = [Tensor(x, requires_grad=True), Tensor(w, requires_grad=True)]
+    gradcheck(lambda x, w: conv2d(x, w, stride=stride, padding=padding), inputs, max_elements=60)
