@@ -6,14 +6,12 @@ so a gradient per pixel does not shrink as the batch grows. (Eq. 1 as printed is
 by N / 2; Eq. 3 as printed, over all pixels, is our metric value without mining divided by N.) The learning rate 0.1 of the
 authors' solver is calibrated to this.
 """
-import numpy
 
 from . import backend
 from .backend import array_module
+from .mining import METRIC_GRADIENTS, hard_negative_mask
 from .norm import l2_normalize
 from .tensor import Tensor
-
-METRIC_GRADIENTS = ("authors", "exact")
 
 
 def _check_labels(op, x, labels):
@@ -24,31 +22,6 @@ def _check_labels(op, x, labels):
     if bool(((labels != 0) & (labels != 1)).any()):
         raise ValueError(f"{op}: labels must be 0 (background) or 1 (salient), got values "
                          f"{sorted(set(array_module(labels).unique(labels).tolist()))[:5]}; binarise masks first")
-
-
-def hard_negative_mask(pixel_loss, labels):
-    """Per image: every pixel of the minority class plus as many of the majority class's pixels
-    with the largest ``pixel_loss`` (1:1, the paper's Section III-B after SSD). With equal
-    counts every pixel is selected; an image of a single class selects nothing, having no
-    minority to balance. Ties are broken by pixel order (stable sort).
-
-    pixel_loss, labels: (B, P) arrays. Returns a boolean (B, P) mask.
-    """
-    xp = array_module(pixel_loss)
-    salient = labels == 1
-    n_salient = salient.sum(axis=1)
-    n_background = labels.shape[1] - n_salient
-    minority_is_salient = n_salient <= n_background
-    minority = xp.where(minority_is_salient[:, None], salient, ~salient)
-    quota = xp.minimum(n_salient, n_background)
-    # Rank the majority pixels by loss; minority pixels sort last.
-    ranked = xp.where(minority, -xp.inf, pixel_loss)
-    # CuPy's argsort is always stable and accepts no ``kind``; NumPy's must be asked.
-    order = xp.argsort(-ranked, axis=1, **({"kind": "stable"} if xp is numpy else {}))
-    hardest = xp.zeros_like(minority)
-    rows = xp.arange(labels.shape[0])[:, None]
-    hardest[rows, order] = xp.arange(labels.shape[1])[None, :] < quota[:, None]
-    return minority | hardest
 
 
 def softmax_cross_entropy(logits, labels):

@@ -5,7 +5,7 @@ from typing import NamedTuple
 
 from ..backend import array_module
 from ..conv_geometry import ceil_div
-from ..losses import METRIC_GRADIENTS, hard_negative_mask
+from ..mining import METRIC_GRADIENTS, hard_negative_mask
 from . import sources
 from .launch import launch
 
