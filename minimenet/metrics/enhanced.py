@@ -1,16 +1,21 @@
-"""E-measure (Fan, Gong, Cao, Ren, Cheng and Borji, "Enhanced-alignment measure for binary
-foreground map evaluation", IJCAI 2018): the map binarised at a threshold and the mask, each minus
-its mean, give the alignment 2 a b / (a^2 + b^2 + eps) per pixel, enhanced as (1 + alignment)^2 / 4
-and summed over the image, divided by (pixels - 1 + eps) (so a perfect map scores n / (n - 1)).
-``max_e`` and ``mean_e`` are the maximum and mean of the per-image curves' average over the 256
-thresholds above (``e_curve``, index t = level >= t); ``adaptive_e`` binarises at
-min(2 x mean, 1). An empty mask scores the fraction of pixels predicted background, a full one
-the fraction predicted salient (over pixels - 1).
+"""The E-measure (enhanced-alignment measure): adaptive, and its curve over the 256 thresholds.
+
+Source: Fan, Gong, Cao, Ren, Cheng and Borji, "Enhanced-alignment measure for binary foreground map
+evaluation", IJCAI 2018; the numbers are checked against PySODMetrics 1.6
+(``py_sod_metrics.Emeasure``), which follows the authors' MATLAB code. ``EPS`` is MATLAB's eps,
+added where the reference code adds it.
+
+The map binarised at a threshold and the mask, each minus its mean, give the alignment
+2 a b / (a^2 + b^2 + eps) per pixel, enhanced as (1 + alignment)^2 / 4 and summed over the image,
+divided by (pixels - 1 + eps) (so a perfect map scores n / (n - 1)). ``max_e`` and ``mean_e`` are
+the maximum and mean of the per-image curves' average over the 256 thresholds of
+``minimenet.metrics.prepare`` (``e_curve``, index t = level >= t); ``adaptive_e`` binarises at
+min(2 x mean, 1). An empty mask scores the fraction of pixels predicted background, a full one the
+fraction predicted salient (over pixels - 1).
 """
 import numpy as np
 
-from .fmeasure import _positive_counts
-from .maps import EPS, _prepare_pair
+from .prepare import EPS, _positive_counts, _prepare_pair
 
 
 def _e_measure_from_counts(true_positives, false_positives, salient_count, size):

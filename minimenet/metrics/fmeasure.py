@@ -1,14 +1,34 @@
-"""The F-measure, its precision-recall curve, the adaptive F-measure and MAE.
+"""Precision-recall, the F-measure (mean, max, adaptive) and the mean absolute error (MAE).
 
-The F-measure with beta^2 = 0.3 and the adaptive threshold of 2 x the map's mean are Achanta,
-Hemami, Estrada and Süsstrunk's ("Frequency-tuned salient region detection", CVPR 2009); MAE as a
-saliency metric is Perazzi, Krähenbühl, Pritch and Hornung's ("Saliency filters: contrast based
-filtering for salient region detection", CVPR 2012). The thresholds, the normalisation and the
-zero-denominator rules are PySODMetrics 1.6's (package docstring).
+Sources: the F-measure with beta^2 = 0.3 and its adaptive threshold, twice the map's mean, are
+those of Achanta, Hemami, Estrada and Süsstrunk, "Frequency-tuned salient region detection", CVPR
+2009; the MAE is that of Perazzi, Krähenbühl, Pritch and Hornung, "Saliency filters: contrast based
+filtering for salient region detection", CVPR 2012. The numbers are checked against PySODMetrics
+1.6 (``py_sod_metrics.Fmeasure``/``FmeasureV2``, ``MAE``); maps and masks are prepared and
+quantised as ``minimenet.metrics.prepare`` describes.
+
+* Precision TP / (TP + FP) is 0 when nothing is predicted salient, recall TP / (TP + FN) is 0 when
+  the mask is empty, and F = (1 + b2) P R / (b2 P + R) with b2 = beta^2 = 0.3 is 0 when P = R = 0.
+  No epsilon is added anywhere.
+* Adaptive F: the threshold is min(2 x mean of the map, 1), a pixel is salient when its value is
+  >= the threshold (no 255-level quantisation here), averaged over images.
+* MAE: mean |map - mask| per image, averaged over images.
+
+Two conventions for the mean and max F over a dataset, which differ by a few points on real data:
+
+* PySODMetrics (``max_f``, ``mean_f``, the default): the F curve of every image is computed and
+  the curves are averaged over images; max F and mean F are the maximum and mean of that average
+  curve over the 256 thresholds.
+* MATLAB SOD toolbox (``max_f_toolbox``, ``mean_f_toolbox``): precision and recall are averaged over
+  images at each threshold first, and F is taken of those averages.
+
+Adaptive F and MAE are the same under both. Report which max F you quote.
 """
 import numpy as np
 
-from .maps import BETA_SQUARED, NUM_THRESHOLDS, _prepare_pair, _safe_divide
+from .prepare import _positive_counts, _prepare_pair, _safe_divide
+
+BETA_SQUARED = 0.3
 
 
 def f_measure(precision, recall, beta_squared=BETA_SQUARED):
@@ -37,17 +57,6 @@ def adaptive_f_measure(prediction, mask, beta_squared=BETA_SQUARED, min_max_norm
     """F-measure of one map binarised at min(2 x its mean, 1)."""
     prediction, mask = _prepare_pair(prediction, mask, min_max_normalize)
     return _adaptive_f(prediction, mask, beta_squared)
-
-
-def _positive_counts(prediction, mask):
-    """True and false positives at the 256 thresholds (index t: level >= t predicted salient)."""
-    levels = (prediction * 255).astype(np.uint8)
-    salient_histogram = np.bincount(levels[mask], minlength=NUM_THRESHOLDS)
-    all_histogram = np.bincount(levels.ravel(), minlength=NUM_THRESHOLDS)
-    # A reversed cumulative sum counts, for every threshold t at once, the pixels with level >= t.
-    true_positives = np.cumsum(salient_histogram[::-1])[::-1]
-    false_positives = np.cumsum((all_histogram - salient_histogram)[::-1])[::-1]
-    return true_positives, false_positives
 
 
 def _precision_recall(prediction, mask, counts=None):

@@ -1,16 +1,21 @@
-"""S-measure (Fan, Cheng, Liu, Li and Borji, "Structure-measure: a new way to evaluate foreground
-maps", ICCV 2017), ``s_measure``: 0.5 x object similarity + 0.5 x region similarity, clipped at 0.
-Object: for the foreground values x and the background values 1 - x, 2 mean / (mean^2 + 1 + std +
-eps) (std with n - 1), weighted by the two areas. Region: the image is cut into four quadrants at
-the mask's centroid (rounded half to even, as NumPy rounds, plus one), and each quadrant's SSIM-like
-score 4 mu_x mu_y s_xy / ((mu_x^2 + mu_y^2)(s_x + s_y) + eps) is weighted by its area (1 when
-both the numerator and the denominator are 0). An empty mask gives 1 - mean(map), a full one
-mean(map). Where the centroid falls on the last row or column a quadrant is empty: PySODMetrics
-and the MATLAB code give NaN there; here that quadrant (whose weight is 0) adds 0.
+"""The S-measure (structure measure), averaged over images by ``minimenet.metrics.dataset``.
+
+Source: Fan, Cheng, Liu, Li and Borji, "Structure-measure: a new way to evaluate foreground maps",
+ICCV 2017; the numbers are checked against PySODMetrics 1.6 (``py_sod_metrics.Smeasure``), which
+follows the authors' MATLAB code. ``EPS`` is MATLAB's eps, added where the reference code adds it.
+
+``s_measure``: 0.5 x object similarity + 0.5 x region similarity, clipped at 0. Object: for the
+foreground values x and the background values 1 - x, 2 mean / (mean^2 + 1 + std + eps) (std with
+n - 1), weighted by the two areas. Region: the image is cut into four quadrants at the mask's
+centroid (rounded half to even, as NumPy rounds, plus one), and each quadrant's SSIM-like score
+4 mu_x mu_y s_xy / ((mu_x^2 + mu_y^2)(s_x + s_y) + eps) is weighted by its area (1 when both the
+numerator and the denominator are 0). An empty mask gives 1 - mean(map), a full one mean(map).
+Where the centroid falls on the last row or column a quadrant is empty: PySODMetrics and the MATLAB
+code give NaN there; here that quadrant (whose weight is 0) adds 0.
 """
 import numpy as np
 
-from .maps import EPS, _prepare_pair
+from .prepare import EPS, _prepare_pair
 
 S_MEASURE_ALPHA = 0.5
 

@@ -1,18 +1,23 @@
-"""Weighted F-measure (Margolin, Zelnik-Manor and Tal, "How to evaluate foreground maps?", CVPR
-2014), ``weighted_f``: with E = |map - mask|, every background pixel takes the error of its nearest
+"""The weighted F-measure and the exact Euclidean feature transform it needs.
+
+Source: Margolin, Zelnik-Manor and Tal, "How to evaluate foreground maps?", CVPR 2014; the numbers
+are checked against PySODMetrics 1.6 (``py_sod_metrics.WeightedFmeasure``), which follows the
+authors' MATLAB code. ``EPS`` is MATLAB's eps, added where the reference code adds it.
+
+``weighted_f``: with E = |map - mask|, every background pixel takes the error of its nearest
 foreground pixel (exact Euclidean feature transform, ``nearest_true_pixels``, ties resolved as
-SciPy's ``distance_transform_edt`` resolves them), the result is smoothed by MATLAB's 7 x 7
-Gaussian of sigma 5 (zero padding), and a foreground pixel keeps the smaller of E and the smoothed
-error; background errors are weighted 2 - 0.5^(d / 5) by their distance d to the foreground. Then
+SciPy's ``distance_transform_edt`` resolves them), the result is smoothed by MATLAB's 7 x 7 Gaussian
+of sigma 5 (zero padding), and a foreground pixel keeps the smaller of E and the smoothed error;
+background errors are weighted 2 - 0.5^(d / 5) by their distance d to the foreground. Then
 R = 1 - mean weighted error on the foreground, P = TPw / (TPw + FPw + eps) and the score is
 2 R P / (R + P + eps) (beta = 1); an empty mask scores 0.
 
-Cost: about 30 ms more per 321 x 481 image than MAE and F alone on a loaded 2-core machine, mostly
-the feature transform.
+The feature transform is most of the cost: about 30 ms per 321 x 481 image on a loaded 2-core
+machine.
 """
 import numpy as np
 
-from .maps import EPS, _prepare_pair
+from .prepare import EPS, _prepare_pair
 
 WEIGHTED_F_BETA = 1.0  # enters as (1 + beta) R P / (R + beta P), i.e. it plays the role of beta^2
 WEIGHTED_F_KERNEL_SIZE = 7
