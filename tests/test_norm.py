@@ -1,0 +1,42 @@
+"""minimenet/norm.py: batch_norm and l2_normalize reject inputs they cannot take, with errors that name
+the op, the shapes received and what was expected.
+"""
+import numpy as np
+import pytest
+
+from minimenet import Tensor, batch_norm, l2_normalize
+
+
+def t(*shape, dtype="float64"):
+    return Tensor(np.zeros(shape, dtype))
+
+
+def bn(x, c=3, gamma=None, training=True):
+    return batch_norm(x, gamma if gamma is not None else t(c), t(c), np.zeros(c), np.ones(c), training)
+
+
+def test_batch_norm_input_not_4d():
+    with pytest.raises(ValueError, match=r"batch_norm: input must be 4-D .*got shape \(2, 3, 4\)"):
+        bn(t(2, 3, 4))
+
+
+def test_batch_norm_parameter_shape_mismatch():
+    with pytest.raises(ValueError, match=r"batch_norm: input has 3 channels; gamma, beta and the running statistics must all have "
+                                         r"shape \(3,\), got \(4,\), \(3,\), \(3,\), \(3,\)"):
+        bn(t(2, 3, 4, 4), gamma=t(4))
+
+
+def test_batch_norm_dtype_mismatch():
+    with pytest.raises(TypeError, match=r"batch_norm: inputs have different dtypes \['float64', 'float32', 'float64'\]"):
+        bn(t(2, 3, 4, 4), gamma=t(3, dtype="float32"))
+
+
+def test_batch_norm_training_on_a_single_value_per_channel():
+    with pytest.raises(ValueError, match=r"batch_norm: training mode needs more than one value per channel.*\(1, 3, 1, 1\)"):
+        bn(t(1, 3, 1, 1))
+    assert bn(t(1, 3, 1, 1), training=False).shape == (1, 3, 1, 1)  # eval mode is fine
+
+
+def test_l2_normalize_without_a_channel_axis():
+    with pytest.raises(ValueError, match=r"l2_normalize: input must have a channel axis \(N, C, ...\), got shape \(5,\)"):
+        l2_normalize(t(5))
