@@ -48,26 +48,19 @@ def mask(xp, losses, labels):
     return to_numpy(hard_negative_mask(xp.asarray(losses, dtype=xp.float64), xp.asarray(labels)))
 
 
-def test_mining_selects_all_minority_pixels_and_as_many_hardest_majority_pixels(xp):
-    labels = np.array([[1, 0, 0, 0, 1, 0, 0, 0]])           # 2 salient (minority), 6 background
-    losses = np.array([[0.1, 0.9, 0.2, 0.7, 0.05, 0.3, 0.8, 0.1]])
-    # Background losses: 0.9 (pixel 1), 0.8 (pixel 6) are the two hardest.
-    expected = np.array([[1, 1, 0, 0, 1, 0, 1, 0]], dtype=bool)
-    np.testing.assert_array_equal(mask(xp, losses, labels), expected)
-
-
-def test_mining_when_salient_is_the_majority(xp):
-    labels = np.array([[1, 1, 0, 1, 1, 1, 0]])               # 5 salient, 2 background (minority)
-    losses = np.array([[0.5, 2.0, 0.0, 0.1, 3.0, 0.4, 0.0]])
-    expected = np.array([[0, 1, 1, 0, 1, 0, 1]], dtype=bool)  # both background + salient 4 (3.0), 1 (2.0)
-    np.testing.assert_array_equal(mask(xp, losses, labels), expected)
-
-
-def test_mining_single_class_image_selects_nothing(xp):
-    labels = np.array([[1, 1, 1, 1], [0, 0, 0, 0], [0, 1, 0, 0]])
-    losses = np.array([[1.0, 2.0, 3.0, 4.0], [4.0, 3.0, 2.0, 1.0], [0.5, 0.1, 0.2, 0.6]])
-    expected = np.array([[0, 0, 0, 0], [0, 0, 0, 0], [0, 1, 0, 1]], dtype=bool)
-    np.testing.assert_array_equal(mask(xp, losses, labels), expected)
+@pytest.mark.parametrize("labels, losses, expected", [
+    # 2 salient (minority), 6 background; background losses 0.9 (pixel 1), 0.8 (pixel 6) are the two hardest.
+    pytest.param([[1, 0, 0, 0, 1, 0, 0, 0]], [[0.1, 0.9, 0.2, 0.7, 0.05, 0.3, 0.8, 0.1]], [[1, 1, 0, 0, 1, 0, 1, 0]],
+                 id="all_minority_pixels_and_as_many_hardest_majority_pixels"),
+    # 5 salient, 2 background (minority): both background + salient 4 (3.0), 1 (2.0).
+    pytest.param([[1, 1, 0, 1, 1, 1, 0]], [[0.5, 2.0, 0.0, 0.1, 3.0, 0.4, 0.0]], [[0, 1, 1, 0, 1, 0, 1]],
+                 id="when_salient_is_the_majority"),
+    # Images of one class (rows 0 and 1) select nothing.
+    pytest.param([[1, 1, 1, 1], [0, 0, 0, 0], [0, 1, 0, 0]], [[1.0, 2.0, 3.0, 4.0], [4.0, 3.0, 2.0, 1.0], [0.5, 0.1, 0.2, 0.6]],
+                 [[0, 0, 0, 0], [0, 0, 0, 0], [0, 1, 0, 1]], id="single_class_image_selects_nothing"),
+])
+def test_mining_selects(xp, labels, losses, expected):
+    np.testing.assert_array_equal(mask(xp, np.array(losses), np.array(labels)), np.array(expected, dtype=bool))
 
 
 def test_mining_balanced_image_selects_every_pixel(xp):

@@ -15,20 +15,17 @@ def bn(x, c=3, gamma=None, training=True):
     return batch_norm(x, gamma if gamma is not None else t(c), t(c), np.zeros(c), np.ones(c), training)
 
 
-def test_batch_norm_input_not_4d():
-    with pytest.raises(ValueError, match=r"batch_norm: input must be 4-D .*got shape \(2, 3, 4\)"):
-        bn(t(2, 3, 4))
-
-
-def test_batch_norm_parameter_shape_mismatch():
-    with pytest.raises(ValueError, match=r"batch_norm: input has 3 channels; gamma, beta and the running statistics must all have "
-                                         r"shape \(3,\), got \(4,\), \(3,\), \(3,\), \(3,\)"):
-        bn(t(2, 3, 4, 4), gamma=t(4))
-
-
-def test_batch_norm_dtype_mismatch():
-    with pytest.raises(TypeError, match=r"batch_norm: inputs have different dtypes \['float64', 'float32', 'float64'\]"):
-        bn(t(2, 3, 4, 4), gamma=t(3, dtype="float32"))
+@pytest.mark.parametrize("shape, gamma, error, message", [
+    pytest.param((2, 3, 4), None, ValueError, r"batch_norm: input must be 4-D .*got shape \(2, 3, 4\)", id="input_not_4d"),
+    pytest.param((2, 3, 4, 4), ((4,), "float64"), ValueError,
+                 r"batch_norm: input has 3 channels; gamma, beta and the running statistics must all have "
+                 r"shape \(3,\), got \(4,\), \(3,\), \(3,\), \(3,\)", id="parameter_shape_mismatch"),
+    pytest.param((2, 3, 4, 4), ((3,), "float32"), TypeError,
+                 r"batch_norm: inputs have different dtypes \['float64', 'float32', 'float64'\]", id="dtype_mismatch"),
+])
+def test_batch_norm_refuses(shape, gamma, error, message):
+    with pytest.raises(error, match=message):
+        bn(t(*shape), gamma=None if gamma is None else t(*gamma[0], dtype=gamma[1]))
 
 
 def test_batch_norm_training_on_a_single_value_per_channel():

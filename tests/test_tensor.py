@@ -268,24 +268,20 @@ def test_add_dtype_mismatch():
         t(2, 3) + t(2, 3, dtype="float32")
 
 
-def test_concat_shapes_that_differ_off_the_axis():
-    with pytest.raises(ValueError, match=r"concat: all shapes must match except on axis 1; got \[\(2, 3, 4, 4\), \(2, 3, 5, 4\)\]"):
-        concat([t(2, 3, 4, 4), t(2, 3, 5, 4)])
-
-
-def test_concat_tensors_of_different_rank():
-    with pytest.raises(ValueError, match=r"concat: all shapes must match except on axis 1; got \[\(2, 3, 4, 4\), \(2, 3, 4\)\]"):
-        concat([t(2, 3, 4, 4), t(2, 3, 4)])
-
-
-def test_concat_nothing():
-    with pytest.raises(ValueError, match=r"concat: needs at least one tensor"):
-        concat([])
-
-
-def test_concat_dtype_mismatch():
-    with pytest.raises(TypeError, match=r"concat: inputs have different dtypes"):
-        concat([t(1, 2, 2, 2), t(1, 2, 2, 2, dtype="float32")])
+@pytest.mark.parametrize("shapes, dtypes, error, message", [
+    pytest.param([(2, 3, 4, 4), (2, 3, 5, 4)], ["float64"] * 2, ValueError,
+                 r"concat: all shapes must match except on axis 1; got \[\(2, 3, 4, 4\), \(2, 3, 5, 4\)\]",
+                 id="shapes_that_differ_off_the_axis"),
+    pytest.param([(2, 3, 4, 4), (2, 3, 4)], ["float64"] * 2, ValueError,
+                 r"concat: all shapes must match except on axis 1; got \[\(2, 3, 4, 4\), \(2, 3, 4\)\]",
+                 id="tensors_of_different_rank"),
+    pytest.param([], [], ValueError, r"concat: needs at least one tensor", id="nothing"),
+    pytest.param([(1, 2, 2, 2), (1, 2, 2, 2)], ["float64", "float32"], TypeError, r"concat: inputs have different dtypes",
+                 id="dtype_mismatch"),
+])
+def test_concat_refuses(shapes, dtypes, error, message):
+    with pytest.raises(error, match=message):
+        concat([t(*shape, dtype=dtype) for shape, dtype in zip(shapes, dtypes)])
 
 
 def test_reshape_to_a_different_number_of_elements():
