@@ -21,7 +21,7 @@ def test_mask_conventions():
 
 
 def test_mask_rule_is_the_loaders_for_every_encoding():
-    # One rule with minimenet.data.binarize_mask (tests/test_data.py checks mask files end to end).
+    # One rule with minimenet.data.binarize_mask (tests/test_data_reading.py checks mask files end to end).
     sixteen_bit = np.array([[0, 20000, 40000, 65535]], np.uint16)  # > 128 x 257 on the 16-bit scale
     np.testing.assert_array_equal(metrics.prepare_ground_truth(sixteen_bit), [[False, False, True, True]])
     dim_binary = np.array([[0, 100, 100, 0]], np.uint8)  # two values, one of them 0: the other is the object

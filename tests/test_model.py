@@ -160,7 +160,7 @@ def test_whole_model_gradcheck_in_float64():
     error stays below the 1e-6 tolerance. S = 64, not 32: at 32 the deepest level is 1 x 1, and
     its batch norms over a batch of 2 standardise two numbers, a function so curved that no
     step size fits. The exact metric gradient is the gradient of the value; the authors' one
-    is checked against its surrogate in test_core_losses.py.
+    is checked against its surrogate in test_losses.py.
     """
     mm.manual_seed(3)
     config = small_config(dtype="float64", metric_gradient="exact", image_size=64)

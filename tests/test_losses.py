@@ -6,6 +6,8 @@ when every checked element has |analytic - numeric| <= rtol * max(|analytic|, |n
 with rtol = 1e-6 and the absolute floor 1e-3. They run on NumPy; the float32 value and gradient
 checks run on every available backend (on the GPU the metric loss is our CUDA kernel).
 """
+import re
+
 import numpy as np
 import pytest
 
@@ -46,26 +48,19 @@ def mask(xp, losses, labels):
     return to_numpy(hard_negative_mask(xp.asarray(losses, dtype=xp.float64), xp.asarray(labels)))
 
 
-def test_mining_selects_all_minority_pixels_and_as_many_hardest_majority_pixels(xp):
-    labels = np.array([[1, 0, 0, 0, 1, 0, 0, 0]])           # 2 salient (minority), 6 background
-    losses = np.array([[0.1, 0.9, 0.2, 0.7, 0.05, 0.3, 0.8, 0.1]])
-    # Background losses: 0.9 (pixel 1), 0.8 (pixel 6) are the two hardest.
-    expected = np.array([[1, 1, 0, 0, 1, 0, 1, 0]], dtype=bool)
-    np.testing.assert_array_equal(mask(xp, losses, labels), expected)
-
-
-def test_mining_when_salient_is_the_majority(xp):
-    labels = np.array([[1, 1, 0, 1, 1, 1, 0]])               # 5 salient, 2 background (minority)
-    losses = np.array([[0.5, 2.0, 0.0, 0.1, 3.0, 0.4, 0.0]])
-    expected = np.array([[0, 1, 1, 0, 1, 0, 1]], dtype=bool)  # both background + salient 4 (3.0), 1 (2.0)
-    np.testing.assert_array_equal(mask(xp, losses, labels), expected)
-
-
-def test_mining_single_class_image_selects_nothing(xp):
-    labels = np.array([[1, 1, 1, 1], [0, 0, 0, 0], [0, 1, 0, 0]])
-    losses = np.array([[1.0, 2.0, 3.0, 4.0], [4.0, 3.0, 2.0, 1.0], [0.5, 0.1, 0.2, 0.6]])
-    expected = np.array([[0, 0, 0, 0], [0, 0, 0, 0], [0, 1, 0, 1]], dtype=bool)
-    np.testing.assert_array_equal(mask(xp, losses, labels), expected)
+@pytest.mark.parametrize("labels, losses, expected", [
+    # 2 salient (minority), 6 background; background losses 0.9 (pixel 1), 0.8 (pixel 6) are the two hardest.
+    pytest.param([[1, 0, 0, 0, 1, 0, 0, 0]], [[0.1, 0.9, 0.2, 0.7, 0.05, 0.3, 0.8, 0.1]], [[1, 1, 0, 0, 1, 0, 1, 0]],
+                 id="all_minority_pixels_and_as_many_hardest_majority_pixels"),
+    # 5 salient, 2 background (minority): both background + salient 4 (3.0), 1 (2.0).
+    pytest.param([[1, 1, 0, 1, 1, 1, 0]], [[0.5, 2.0, 0.0, 0.1, 3.0, 0.4, 0.0]], [[0, 1, 1, 0, 1, 0, 1]],
+                 id="when_salient_is_the_majority"),
+    # Images of one class (rows 0 and 1) select nothing.
+    pytest.param([[1, 1, 1, 1], [0, 0, 0, 0], [0, 1, 0, 0]], [[1.0, 2.0, 3.0, 4.0], [4.0, 3.0, 2.0, 1.0], [0.5, 0.1, 0.2, 0.6]],
+                 [[0, 0, 0, 0], [0, 0, 0, 0], [0, 1, 0, 1]], id="single_class_image_selects_nothing"),
+])
+def test_mining_selects(xp, labels, losses, expected):
+    np.testing.assert_array_equal(mask(xp, np.array(losses), np.array(labels)), np.array(expected, dtype=bool))
 
 
 def test_mining_balanced_image_selects_every_pixel(xp):
@@ -341,3 +336,49 @@ def test_metric_loss_reaches_minus_four_for_antipodal_collapse_of_a_balanced_ima
 def test_unknown_metric_gradient_is_named():
     with pytest.raises(ValueError, match=r"metric_loss: gradient must be one of \('authors', 'exact'\), got 'approx'"):
         metric_loss(Tensor(np.ones((1, 2, 2, 2))), np.array([[[1, 0], [0, 1]]]), "approx")
+
+
+# ----------------------------------------------------------------------------------------------
+# Shape and label mistakes: the errors name the loss, the shapes received and what was expected.
+
+def t(*shape, dtype="float64"):
+    return Tensor(np.zeros(shape, dtype))
+
+
+def shape_text(shape):
+    return re.escape(str(tuple(shape)))
+
+
+@pytest.mark.parametrize("label_shape", [(2, 3, 3), (2, 1, 3, 4), (3, 4), (1, 3, 4)], ids=str)
+def test_cross_entropy_label_shape(label_shape):
+    with pytest.raises(ValueError, match=r"softmax_cross_entropy: labels must have shape \(2, 3, 4\) \(batch, height, width\) to match "
+                                         rf"input \(2, 2, 3, 4\), got {shape_text(label_shape)}"):
+        softmax_cross_entropy(t(2, 2, 3, 4), np.zeros(label_shape, int))
+
+
+@pytest.mark.parametrize("logits_shape", [(2, 3, 3, 4), (2, 1, 3, 4), (2, 2, 12)], ids=str)
+def test_cross_entropy_needs_two_logit_channels(logits_shape):
+    with pytest.raises(ValueError, match=r"softmax_cross_entropy: logits must have shape \(batch, 2, height, width\), "
+                                         rf"got {shape_text(logits_shape)}"):
+        softmax_cross_entropy(t(*logits_shape), np.zeros((2, 3, 4), int))
+
+
+@pytest.mark.parametrize("label_shape", [(2, 4, 3), (2, 12), (2, 5, 3, 4)], ids=str)
+def test_metric_loss_label_shape(label_shape):
+    with pytest.raises(ValueError, match=r"metric_loss: labels must have shape \(2, 3, 4\) \(batch, height, width\) to match "
+                                         rf"input \(2, 5, 3, 4\), got {shape_text(label_shape)}"):
+        metric_loss(t(2, 5, 3, 4), np.zeros(label_shape, int))
+
+
+def test_metric_loss_features_not_4d():
+    with pytest.raises(ValueError, match=r"metric_loss: features must have shape \(batch, channels, height, width\), got \(2, 5, 3\)"):
+        metric_loss(t(2, 5, 3), np.zeros((2, 5, 3), int))
+
+
+def test_labels_other_than_zero_and_one_are_named():
+    logits = Tensor(np.zeros((1, 2, 2, 2)))
+    labels = np.array([[[0, 1], [2, 255]]])
+    with pytest.raises(ValueError, match=r"softmax_cross_entropy: labels must be 0 \(background\) or 1.*\[0, 1, 2, 255\]"):
+        softmax_cross_entropy(logits, labels)
+    with pytest.raises(ValueError, match=r"metric_loss: labels must be 0 \(background\) or 1"):
+        metric_loss(Tensor(np.zeros((1, 3, 2, 2))), labels)

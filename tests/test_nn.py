@@ -1,4 +1,4 @@
-"""Layers (Module, Conv2d, ConvTranspose2d, BatchNorm2d, ReLU, Sequential) and the SGD optimiser.
+"""minimenet/nn.py: layers (Module, Conv2d, ConvTranspose2d, BatchNorm2d, ReLU, Sequential).
 
 Layers build their parameters on minimenet's selected backend (``minimenet.xp``): NumPy here,
 CuPy when the suite runs with MINIMENET_DEVICE=gpu. Expected numbers are derived by hand in the
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import minimenet
-from minimenet import SGD, Tensor, conv2d, conv_transpose2d, manual_seed, nn, softmax_cross_entropy
+from minimenet import Tensor, conv2d, conv_transpose2d, manual_seed, nn
 from minimenet.backend import to_numpy
 
 
@@ -34,9 +34,6 @@ class Encoder(nn.Module):
 def as_xp(array, dtype="float32"):
     return Tensor(minimenet.xp.asarray(array, dtype=dtype))
 
-
-# ----------------------------------------------------------------------------------------------
-# Module bookkeeping.
 
 def test_named_parameters_follow_attribute_paths():
     names = [name for name, _ in small_net().named_parameters()]
@@ -108,9 +105,6 @@ def test_train_and_eval_propagate_to_every_submodule():
     assert all(m.training for m in modules)
 
 
-# ----------------------------------------------------------------------------------------------
-# BatchNorm2d: modes and the momentum convention.
-
 def test_batch_norm_running_statistics_follow_the_momentum_convention():
     bn = nn.BatchNorm2d(2, momentum=0.1, dtype="float64")
     # Channel 0 holds 1, 2, 3, 4: mean 2.5, unbiased variance 5/3. Channel 1 holds 0, 0, 0, 8:
@@ -144,9 +138,6 @@ def test_batch_norm_training_output_is_normalised_per_channel():
     np.testing.assert_allclose(y.mean(axis=(0, 2, 3)), 0.0, atol=1e-5)
     np.testing.assert_allclose(y.var(axis=(0, 2, 3)), 1.0, rtol=1e-3)
 
-
-# ----------------------------------------------------------------------------------------------
-# Initialisation and forward passes.
 
 def test_xavier_initialisation_is_caffes():
     """U(-a, a), a = sqrt(3 / fan_in), fan_in = the weight's size over its first axis."""
@@ -194,89 +185,3 @@ def test_sequential_applies_layers_in_order():
     assert np.all(y[0, 1] > 90.0)
     # The other order: relu first, then conv, so no output is clipped.
     assert np.all(nn.Sequential(nn.ReLU(), conv)(x).numpy()[0, 0] < -90.0)
-
-
-# ----------------------------------------------------------------------------------------------
-# SGD.
-
-def param(values):
-    return Tensor(minimenet.xp.asarray(values, dtype="float64"), requires_grad=True)
-
-
-def test_sgd_two_steps_with_momentum_and_weight_decay_by_hand():
-    p = param([1.0, -2.0])
-    opt = SGD([p], lr=0.1, momentum=0.9, weight_decay=0.01)
-    p.grad = minimenet.xp.asarray([0.5, 1.0])
-    opt.step()
-    # v1 = 0.1 (g1 + 0.01 p0) = [0.051, 0.098];  p1 = p0 - v1 = [0.949, -2.098]
-    np.testing.assert_allclose(to_numpy(p.data), [0.949, -2.098], rtol=1e-12)
-    p.grad = minimenet.xp.asarray([-1.0, 0.25])
-    opt.step()
-    # v2 = 0.9 v1 + 0.1 (g2 + 0.01 p1) = [0.0459 - 0.099051, 0.0882 + 0.022902] = [-0.053151, 0.111102]
-    # p2 = p1 - v2 = [1.002151, -2.209102]
-    np.testing.assert_allclose(to_numpy(p.data), [1.002151, -2.209102], rtol=1e-12)
-
-
-def test_sgd_clip_norm_rescales_the_global_gradient():
-    a, b = param([0.0]), param([0.0, 0.0])
-    opt = SGD([a, b], lr=1.0, clip_norm=1.0)
-    a.grad, b.grad = minimenet.xp.asarray([3.0]), minimenet.xp.asarray([0.0, 4.0])
-    assert opt.step() == pytest.approx(5.0)  # the norm before clipping
-    np.testing.assert_allclose(to_numpy(a.data), [-0.6])
-    np.testing.assert_allclose(to_numpy(b.data), [0.0, -0.8])
-    # Below the threshold the gradient is used as it is.
-    a.grad, b.grad = minimenet.xp.asarray([0.3]), minimenet.xp.asarray([0.0, 0.4])
-    assert opt.step() == pytest.approx(0.5)
-    np.testing.assert_allclose(to_numpy(a.data), [-0.9])
-    np.testing.assert_allclose(to_numpy(b.data), [0.0, -1.2])
-
-
-def test_sgd_skips_parameters_without_gradient_and_zero_grad_clears():
-    a, b = param([1.0]), param([2.0])
-    opt = SGD([a, b], lr=0.5)
-    a.grad = minimenet.xp.asarray([1.0])
-    opt.step()
-    np.testing.assert_allclose(to_numpy(a.data), [0.5])
-    np.testing.assert_allclose(to_numpy(b.data), [2.0])
-    opt.zero_grad()
-    assert a.grad is None and b.grad is None
-
-
-def test_sgd_state_dict_roundtrip_and_mismatch():
-    p = param([1.0, 2.0])
-    opt = SGD([p], lr=0.1, momentum=0.9)
-    p.grad = minimenet.xp.asarray([1.0, -1.0])
-    opt.step()
-    other = SGD([param([0.0, 0.0])], lr=0.1, momentum=0.9)
-    other.load_state_dict(opt.state_dict())
-    np.testing.assert_allclose(to_numpy(other.velocities[0]), [0.1, -0.1])
-    with pytest.raises(ValueError, match="holds 1 velocities but this optimiser has 2 parameters"):
-        SGD([param([0.0]), param([0.0])], lr=0.1).load_state_dict(opt.state_dict())
-
-
-def test_sgd_without_parameters_raises():
-    with pytest.raises(ValueError, match="no parameters"):
-        SGD([], lr=0.1)
-
-
-def test_tiny_conv_net_learns_a_toy_segmentation():
-    """conv-bn-relu-conv trained with SGD to label the pixels brighter than their neighbourhood."""
-    data = np.random.default_rng(0)
-    x = data.standard_normal((8, 2, 6, 6)).astype(np.float32)
-    labels = (x[:, 0] + 0.5 * x[:, 1] > 0.3).astype(np.int64)
-    net = small_net(seed=0)
-    opt = SGD(net.parameters(), lr=0.03, momentum=0.9, clip_norm=5.0)
-    inputs, targets = as_xp(x), minimenet.xp.asarray(labels)
-    losses = []
-    for _ in range(60):
-        opt.zero_grad()
-        loss = softmax_cross_entropy(net(inputs), targets)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    assert all(np.isfinite(losses))
-    assert losses[-1] < 0.5 * losses[0]
-    net.eval()
-    with minimenet.no_grad():
-        prediction = to_numpy(net(inputs).data).argmax(axis=1)
-    assert (prediction == labels).mean() > 0.9
