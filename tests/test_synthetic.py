@@ -1,7 +1,5 @@
-"""The synthetic scene generators (minimenet/synthetic.py, minimenet/synthetic_transfer.py).
-
-The data package's own tests are in test_data_folders, test_data_reading, test_data_splits,
-test_data_batches and test_data_synthetic_set."""
+"""The synthetic scene generators: minimenet.synthetic (the training scenes) and
+minimenet.synthetic_transfer (the second generator, never trained on)."""
 import time
 
 import numpy as np
