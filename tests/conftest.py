@@ -14,12 +14,11 @@ import json
 import warnings
 from pathlib import Path
 
-import numpy
 import numpy as np
 import pytest
 from PIL import Image
 
-from minimenet import backend
+from minimenet import backend, manual_seed, nn
 from minimenet import train as training
 from minimenet.checkpoint import load_checkpoint
 from minimenet.config import TrainConfig
@@ -28,7 +27,7 @@ from minimenet.model import MEnet
 
 
 def available_backends():
-    modules = [numpy]
+    modules = [np]
     if backend.device == "gpu":
         import cupy
         modules.append(cupy)
@@ -47,7 +46,7 @@ def xp(request):
 @pytest.fixture
 def rng():
     """A fresh, fixed-seed NumPy generator per test, so every test is reproducible on its own."""
-    return numpy.random.default_rng(1234)
+    return np.random.default_rng(1234)
 
 
 # --- Training runs ---------------------------------------------------------------------------------
@@ -130,3 +129,10 @@ def quiet_dataset(root, **options):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DatasetWarning)
         return SaliencyDataset(root, **options)
+
+
+# --- A small layer stack (test_nn, test_optim) -------------------------------------------------------
+
+def small_net(seed=0):
+    manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(), nn.Conv2d(3, 2, 1, bias=False))

@@ -8,13 +8,10 @@ import numpy as np
 import pytest
 
 import minimenet
-from minimenet import SGD, Tensor, manual_seed, nn, softmax_cross_entropy
+from minimenet import SGD, Tensor, softmax_cross_entropy
 from minimenet.backend import to_numpy
 
-
-def small_net(seed=0):
-    manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(), nn.Conv2d(3, 2, 1, bias=False))
+from conftest import small_net
 
 
 def as_xp(array, dtype="float32"):
