@@ -1,4 +1,5 @@
-"""The CPU convolution primitives of ``minimenet.conv`` against the direct form.
+"""minimenet/conv.py: conv2d and conv_transpose2d gradient-checked over a grid of shapes and against
+plain loops (and PyTorch when it imports), and the CPU primitives against the direct form.
 
 The primitives convolve a chunk of images at a time (as many as keep the im2col matrix under
 ``conv.COLUMNS_BUDGET`` elements) in reused scratch buffers. These tests shrink the budget so that
@@ -7,14 +8,19 @@ input gradient (every sub-pixel phase is a stride-1 forward) and the weight grad
 loops written from the definitions, in float64 and float32, on odd sizes, stride 2 and batch 1;
 then check the autograd gradients by finite differences through ``minimenet.gradcheck``.
 """
+import itertools
+
 import numpy as np
 import pytest
 
 from minimenet import Tensor, conv2d, conv_transpose2d, gradcheck
 from minimenet import conv, winograd
+from minimenet.backend import to_numpy
 from minimenet.conv_geometry import ConvGeometry
 
-TOLERANCE = {"float64": dict(rtol=1e-10, atol=1e-10), "float32": dict(rtol=2e-5, atol=2e-5)}
+from op_references import DTYPES, TOLERANCE, check, conv2d_loop, conv_transpose2d_loop, leaf, on, pair
+
+CHUNKED_TOLERANCE = {"float64": dict(rtol=1e-10, atol=1e-10), "float32": dict(rtol=2e-5, atol=2e-5)}
 
 # (batch, Ci, H, W, Co, kernel, stride, padding)
 CASES = [
@@ -94,13 +100,13 @@ def test_primitives_match_the_loops_in_every_chunking(case, dtype, monkeypatch):
         monkeypatch.setattr(conv, "COLUMNS_BUDGET", budget)
         y = conv.conv2d_forward(x, w, stride, padding)
         assert y.dtype == dtype
-        np.testing.assert_allclose(y, expected_y, **TOLERANCE[dtype])
+        np.testing.assert_allclose(y, expected_y, **CHUNKED_TOLERANCE[dtype])
         for method in ("phases", "col2im"):
             dx = conv.conv2d_input_grad(dy, w, x.shape, stride, padding, method=method)
-            np.testing.assert_allclose(dx, expected_dx, **TOLERANCE[dtype])
+            np.testing.assert_allclose(dx, expected_dx, **CHUNKED_TOLERANCE[dtype])
         dw = conv.conv2d_weight_grad(x, dy, w.shape, stride, padding)
         assert dw.dtype == dtype
-        np.testing.assert_allclose(dw, expected_dw, **TOLERANCE[dtype])
+        np.testing.assert_allclose(dw, expected_dw, **CHUNKED_TOLERANCE[dtype])
 
 
 def test_the_chunkings_are_what_the_test_above_needs(monkeypatch):
@@ -189,12 +195,12 @@ def test_winograd_matches_the_loops(case, dtype, winograd_everywhere):
     assert winograd.suits(geometry)
     y = conv.conv2d_forward(x, w, stride, padding)
     assert y.dtype == dtype
-    np.testing.assert_allclose(y, forward_loop(x, w, stride, padding), **TOLERANCE[dtype])
+    np.testing.assert_allclose(y, forward_loop(x, w, stride, padding), **CHUNKED_TOLERANCE[dtype])
     dx = conv.conv2d_input_grad(dy, w, x.shape, stride, padding, method="phases")  # a Winograd forward of dy
-    np.testing.assert_allclose(dx, input_grad_loop(dy, w, x.shape, stride, padding), **TOLERANCE[dtype])
+    np.testing.assert_allclose(dx, input_grad_loop(dy, w, x.shape, stride, padding), **CHUNKED_TOLERANCE[dtype])
     dw = conv.conv2d_weight_grad(x, dy, w.shape, stride, padding)
     assert dw.dtype == dtype
-    np.testing.assert_allclose(dw, weight_grad_loop(x, dy, w.shape, stride, padding), **TOLERANCE[dtype])
+    np.testing.assert_allclose(dw, weight_grad_loop(x, dy, w.shape, stride, padding), **CHUNKED_TOLERANCE[dtype])
 
 
 def test_winograd_float32_error_is_that_of_the_direct_form():
@@ -237,3 +243,146 @@ def test_winograd_gradcheck(case, winograd_everywhere):
     x, w, _, stride, padding = winograd_arrays(case, "float64", seed=9)
     inputs = [Tensor(x, requires_grad=True), Tensor(w, requires_grad=True)]
     gradcheck(lambda x, w: conv2d(x, w, stride=stride, padding=padding), inputs, max_elements=60)
+
+
+# --- From the op grid: gradient checks and forward values against plain loops (op_references) ---
+
+KERNELS = [1, 3, 4, 7, (2, 3)]
+
+
+STRIDES = [1, 2, (2, 1)]
+
+
+PADDINGS = [0, 1, (0, 1)]
+
+
+def conv_input_hw(kernel):
+    kh, kw = pair(kernel)
+    return kh + 2, kw + 3  # non-square, and odd for even kernels (and even for odd ones)
+
+
+@pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no_bias"])
+@pytest.mark.parametrize("padding", PADDINGS, ids=str)
+@pytest.mark.parametrize("stride", STRIDES, ids=str)
+@pytest.mark.parametrize("kernel", KERNELS, ids=str)
+def test_conv2d_gradcheck_grid(kernel, stride, padding, with_bias, rng):
+    kh, kw = pair(kernel)
+    x = leaf(rng, (2, 2, *conv_input_hw(kernel)))
+    w = leaf(rng, (3, 2, kh, kw))
+    b = leaf(rng, (3,)) if with_bias else None
+    inputs = [x, w] + ([b] if with_bias else [])
+    report = check(lambda x, w, *b: conv2d(x, w, b[0] if b else None, stride=stride, padding=padding), inputs)
+    assert len(report.rows) == len(inputs)
+
+
+def test_conv2d_gradcheck_when_only_the_input_requires_grad(rng):
+    x, w = leaf(rng, (2, 3, 5, 4)), leaf(rng, (2, 3, 3, 3), requires_grad=False)
+    check(lambda x, w: conv2d(x, w, stride=2, padding=1), [x, w])
+
+
+def test_conv2d_gradcheck_when_only_the_weight_requires_grad(rng):
+    x, w = leaf(rng, (2, 3, 5, 4), requires_grad=False), leaf(rng, (2, 3, 3, 3))
+    check(lambda x, w: conv2d(x, w, stride=1, padding=1), [x, w])
+
+
+def conv_transpose_cases():
+    for kernel, stride, padding in itertools.product(KERNELS, STRIDES, [0, 1]):
+        (kh, kw), (sh, sw) = pair(kernel), pair(stride)
+        for output_padding in {(0, 0), (sh - 1, sw - 1)}:
+            h, w = 3, 2  # non-square input
+            if (h - 1) * sh - 2 * padding + kh + output_padding[0] < 1 or (w - 1) * sw - 2 * padding + kw + output_padding[1] < 1:
+                continue
+            yield kernel, stride, padding, output_padding
+
+
+@pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no_bias"])
+@pytest.mark.parametrize("kernel,stride,padding,output_padding", list(conv_transpose_cases()), ids=str)
+def test_conv_transpose2d_gradcheck_grid(kernel, stride, padding, output_padding, with_bias, rng):
+    kh, kw = pair(kernel)
+    x = leaf(rng, (2, 2, 3, 2))
+    w = leaf(rng, (2, 3, kh, kw))
+    b = leaf(rng, (3,)) if with_bias else None
+    inputs = [x, w] + ([b] if with_bias else [])
+    check(lambda x, w, *b: conv_transpose2d(x, w, b[0] if b else None, stride, padding, output_padding), inputs)
+
+
+def test_conv_transpose2d_grid_covers_output_padding():
+    assert any(case[3] != (0, 0) for case in conv_transpose_cases())
+
+
+@pytest.mark.parametrize("method", ["col2im", "phases"])
+@pytest.mark.parametrize("channels", [(2, 3), (3, 1)], ids=["co_lt_ci", "co_gt_ci"])
+@pytest.mark.parametrize("kernel,stride,padding,output_padding", list(conv_transpose_cases()) + [(2, 3, 0, (2, 1)), (2, 3, 2, (0, 0))], ids=str)
+def test_both_input_gradient_methods_match_the_scatter_loop(kernel, stride, padding, output_padding, channels, method, xp, rng):
+    """conv2d_input_grad is the transposed convolution: both its ways of computing it (the
+    default picks by channel counts) against the scatter loop, over the whole grid above plus a
+    stride larger than the kernel (phases no tap reaches) and padding as large as the kernel."""
+    (kh, kw), (sh, sw), (ph, pw) = pair(kernel), pair(stride), pair(padding)
+    co, ci = channels
+    dy, w = rng.standard_normal((2, co, 3, 2)), rng.standard_normal((co, ci, kh, kw))
+    expected = conv_transpose2d_loop(dy, w, None, stride, padding, output_padding)
+    assert expected.size > 0
+    dx = conv.conv2d_input_grad(xp.asarray(dy), xp.asarray(w), expected.shape, (sh, sw), (ph, pw), method=method)
+    assert dx.shape == expected.shape
+    np.testing.assert_allclose(to_numpy(dx), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_unknown_input_gradient_method_is_named():
+    with pytest.raises(ValueError, match="method must be 'phases' or 'col2im', got 'fft'"):
+        conv.conv2d_input_grad(np.zeros((1, 1, 2, 2)), np.zeros((1, 1, 1, 1)), (1, 1, 2, 2), (1, 1), (0, 0), method="fft")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("kernel,stride,padding,with_bias", [
+    (3, 1, 1, True), (1, 1, 0, False), (4, 2, 1, True), ((2, 3), (2, 1), (0, 1), True), (3, 2, 0, False),
+], ids=str)
+def test_conv2d_forward_matches_loop(kernel, stride, padding, with_bias, dtype, xp, rng):
+    kh, kw = pair(kernel)
+    x, w = rng.standard_normal((2, 3, 5, 6)), rng.standard_normal((4, 3, kh, kw))
+    b = rng.standard_normal(4) if with_bias else None
+    y = conv2d(on(xp, x, dtype), on(xp, w, dtype), None if b is None else on(xp, b, dtype), stride, padding)
+    assert y.dtype == dtype and isinstance(y.data, xp.ndarray)
+    np.testing.assert_allclose(y.numpy(), conv2d_loop(x, w, b, stride, padding), **TOLERANCE[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("kernel,stride,padding,output_padding,with_bias", [
+    (3, 1, 1, 0, True), (4, 2, 1, 0, False), (3, 2, 1, 1, True), ((2, 3), (2, 1), (1, 0), (1, 0), True),
+    (1, 3, 0, 2, False),
+], ids=str)
+def test_conv_transpose2d_forward_matches_scatter_loop(kernel, stride, padding, output_padding, with_bias, dtype, xp, rng):
+    kh, kw = pair(kernel)
+    x, w = rng.standard_normal((2, 3, 3, 4)), rng.standard_normal((3, 2, kh, kw))
+    b = rng.standard_normal(2) if with_bias else None
+    y = conv_transpose2d(on(xp, x, dtype), on(xp, w, dtype), None if b is None else on(xp, b, dtype),
+                         stride, padding, output_padding)
+    assert y.dtype == dtype and isinstance(y.data, xp.ndarray)
+    np.testing.assert_allclose(y.numpy(), conv_transpose2d_loop(x, w, b, stride, padding, output_padding),
+                               **TOLERANCE[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_conv_transpose2d_backward_equals_conv2d_forward_adjoint(dtype, xp, rng):
+    """<conv_transpose(x), y> == <x, conv(y)>: the transposed convolution is the adjoint."""
+    x, w, y = rng.standard_normal((2, 3, 3, 4)), rng.standard_normal((3, 2, 3, 3)), rng.standard_normal((2, 2, 6, 8))
+    up = conv_transpose2d(on(xp, x, dtype), on(xp, w, dtype), stride=2, padding=1, output_padding=1).numpy()
+    down = conv2d(on(xp, y, dtype), on(xp, w, dtype), stride=2, padding=1).numpy()
+    assert up.shape == y.shape and down.shape == x.shape
+    np.testing.assert_allclose((up * y).sum(), (x * down).sum(), rtol=1e-4 if dtype == np.float32 else 1e-10)
+
+
+def test_forward_values_match_pytorch_when_available(rng):
+    """Only when PyTorch happens to be importable (not a dependency)."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x, w, b = rng.standard_normal((2, 3, 5, 6)), rng.standard_normal((4, 3, 3, 2)), rng.standard_normal(4)
+    for stride, padding in [(1, 1), ((2, 1), (0, 1)), (2, 0)]:
+        ours = conv2d(Tensor(x), Tensor(w), Tensor(b), stride, padding).numpy()
+        theirs = F.conv2d(torch.tensor(x), torch.tensor(w), torch.tensor(b), stride=stride, padding=padding).numpy()
+        np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-12)
+    wt = rng.standard_normal((3, 2, 4, 3))
+    for stride, padding, output_padding in [(2, 1, 0), (2, 1, 1), ((2, 1), (1, 0), (1, 0))]:
+        ours = conv_transpose2d(Tensor(x), Tensor(wt), Tensor(b[:2]), stride, padding, output_padding).numpy()
+        theirs = F.conv_transpose2d(torch.tensor(x), torch.tensor(wt), torch.tensor(b[:2]), stride=stride,
+                                    padding=padding, output_padding=output_padding).numpy()
+        np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-12)

@@ -1,4 +1,4 @@
-"""minimenet/tensor.py, the autograd engine: gradient accumulation, graph shapes, no_grad, detach,
+"""minimenet/tensor.py, the autograd engine and its ops (each gradient-checked): gradient accumulation, graph shapes, no_grad, detach,
 explicit gradients, deep graphs, in-place changes, and the errors of the elementwise ops, concat and
 reshape for shapes and dtypes they cannot take.
 
@@ -9,8 +9,12 @@ import sys
 import numpy as np
 import pytest
 
-from minimenet import Tensor, concat, no_grad, relu, reshape
+from minimenet import (Tensor, add, batch_norm, concat, conv2d, l2_normalize, mean, mul, no_grad, reduce_sum, relu,
+                       reshape, resize)
 from minimenet.backend import to_numpy
+from minimenet.tensor import tanh
+
+from op_references import DTYPES, away_from_zero, check, leaf
 
 
 def grad_of(t):
@@ -296,3 +300,106 @@ def test_a_second_backward_through_a_freed_graph_is_an_error():
     first.backward()
     with pytest.raises(RuntimeError, match="already freed: recompute the forward pass"):
         second.backward()
+
+
+# --- From the op grid: gradient checks and forward values against plain loops (op_references) ---
+
+def test_tanh_gradcheck_and_values(rng):
+    x = leaf(rng, (2, 3, 4))
+    check(tanh, [x])
+    np.testing.assert_allclose(tanh(Tensor(np.array([-50.0, 0.0, 0.5]))).numpy(), [-1.0, 0.0, np.tanh(0.5)])
+
+
+def test_relu_gradcheck_inputs_away_from_zero(rng):
+    x = away_from_zero(rng, (2, 3, 4))
+    check(relu, [x])
+
+
+def test_relu_forward_and_gradient_values():
+    x = Tensor(np.array([-2.0, -0.5, 0.0, 0.5, 3.0]), requires_grad=True)
+    y = relu(x)
+    np.testing.assert_array_equal(y.numpy(), [0.0, 0.0, 0.0, 0.5, 3.0])
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad, [0.0, 0.0, 0.0, 1.0, 1.0])
+
+
+@pytest.mark.parametrize("axis,shapes", [
+    (1, [(2, 1, 2, 3), (2, 3, 2, 3)]),
+    (1, [(2, 2, 2, 2), (2, 1, 2, 2), (2, 3, 2, 2)]),
+    (0, [(1, 2, 3), (2, 2, 3)]),
+    (-1, [(2, 3, 1), (2, 3, 2)]),
+], ids=str)
+def test_concat_gradcheck(axis, shapes, rng):
+    tensors = [leaf(rng, s) for s in shapes]
+    check(lambda *ts: concat(list(ts), axis=axis), tensors)
+
+
+def test_concat_with_an_input_that_needs_no_grad(rng):
+    a, b = leaf(rng, (2, 2, 2, 2)), leaf(rng, (2, 1, 2, 2), requires_grad=False)
+    check(lambda a, b: concat([a, b]), [a, b])
+
+
+BROADCAST_CASES = [
+    ((2, 3), (2, 3)),
+    ((2, 3, 4), (3, 1)),
+    ((1, 4), (2, 3, 4)),
+    ((2, 1, 4), (1, 3, 1)),
+    ((2, 3), ()),
+]
+
+
+@pytest.mark.parametrize("shape_a,shape_b", BROADCAST_CASES, ids=str)
+@pytest.mark.parametrize("op", [add, mul], ids=["add", "mul"])
+def test_binary_op_gradcheck_with_broadcasting(op, shape_a, shape_b, rng):
+    a, b = leaf(rng, shape_a), leaf(rng, shape_b)
+    out = op(a, b)
+    assert out.shape == np.broadcast_shapes(shape_a, shape_b)
+    check(op, [a, b])
+
+
+def test_operators_with_python_numbers_gradcheck(rng):
+    a, b = leaf(rng, (2, 3)), leaf(rng, (3,))
+    check(lambda a, b: (2.0 - a) * b + a * 3.0 - b + (-a) + 1.5, [a, b])
+
+
+@pytest.mark.parametrize("axis,keepdims", [(None, False), (None, True), (0, False), (-1, True), ((1, 2), False),
+                                           ((0, -1), True)], ids=str)
+@pytest.mark.parametrize("op, reference", [(reduce_sum, np.sum), (mean, np.mean)], ids=["sum", "mean"])
+def test_reduction_gradcheck_with_axes(op, reference, axis, keepdims, rng):
+    x = leaf(rng, (2, 3, 4))
+    out = op(x, axis, keepdims)
+    expected = reference(x.data, axis=axis, keepdims=keepdims)
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-12)
+    check(lambda x: op(x, axis, keepdims), [x])
+
+
+@pytest.mark.parametrize("shape", [(4, 6), (-1,), (2, 1, 12), (3, -1, 2)], ids=str)
+def test_reshape_gradcheck(shape, rng):
+    x = leaf(rng, (2, 3, 4))
+    np.testing.assert_array_equal(reshape(x, shape).numpy(), x.data.reshape(shape))
+    check(lambda x: reshape(x, shape), [x])
+
+
+def test_composite_graph_gradcheck(rng):
+    """A small network-like graph: conv, bn, relu, resize, concat, l2_normalize, reductions."""
+    x, w = leaf(rng, (2, 2, 4, 5)), leaf(rng, (3, 2, 3, 3))
+    gamma, beta = Tensor(rng.uniform(0.5, 1.5, 3), requires_grad=True), leaf(rng, (3,))
+    stats = np.zeros(3), np.ones(3)
+
+    def net(x, w, gamma, beta):
+        h = batch_norm(conv2d(x, w, padding=1), gamma, beta, *stats, training=True)
+        h = relu(h + 0.3)
+        up = resize(h, (6, 7))
+        return mean(l2_normalize(concat([up, resize(x, (6, 7))])) * up.sum(axis=1, keepdims=True), axis=(2, 3))
+    check(net, [x, w, gamma, beta], max_elements=40)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_float32_ops_keep_dtype_and_backend_through_backward(dtype, xp, rng):
+    x = Tensor(xp.asarray(rng.standard_normal((2, 2, 4, 4)), dtype=dtype), requires_grad=True)
+    w = Tensor(xp.asarray(rng.standard_normal((3, 2, 3, 3)), dtype=dtype), requires_grad=True)
+    y = l2_normalize(resize(relu(conv2d(x, w, padding=1)), (5, 3))) * 2.0
+    y.sum().backward()
+    for t in (y, x.grad, w.grad):
+        array = t.data if isinstance(t, Tensor) else t
+        assert array.dtype == dtype and isinstance(array, xp.ndarray)
