@@ -38,25 +38,30 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
         mu, var = running_mean.astype(x.dtype), running_var.astype(x.dtype)
         centred = x.data - mu.reshape(1, c, 1, 1)
     inv_std = (1.0 / xp.sqrt(var + eps)).reshape(1, c, 1, 1)
-    x_hat = centred
-    x_hat *= inv_std  # in place: centred is not needed again, and this saves a full-size array
     g4, b4 = gamma.data.reshape(1, c, 1, 1), beta.data.reshape(1, c, 1, 1)
+    mu4 = mu.reshape(1, c, 1, 1)
 
     def backward(g):
+        # x_hat again from x, which the graph keeps anyway (it is this op's input): keeping x_hat
+        # from the forward pass would hold one more full-size array per layer until here.
+        x_hat = x.data - mu4
+        x_hat *= inv_std
         d_gamma = _channel_dot(g, x_hat)
         d_beta = g.sum(axis=axes)
         if training:
             # mu and var depend on every x: with d_x_hat = gamma g, the two mean terms remove its
             # components along 1 and along x_hat, and those means are d_beta and d_gamma / count.
-            d_x = x_hat * (-d_gamma / count).reshape(1, c, 1, 1)
+            d_x = x_hat
+            d_x *= (-d_gamma / count).reshape(1, c, 1, 1)
             d_x += g
             d_x -= (d_beta / count).reshape(1, c, 1, 1)
             d_x *= g4 * inv_std
         else:
             d_x = g * (g4 * inv_std)
         return d_x, d_gamma, d_beta
-    y = x_hat * g4
-    y += b4  # in place: one full-size array fewer to allocate
+    y = centred  # in place: centred is not needed again, and this saves a full-size array
+    y *= g4 * inv_std
+    y += b4
     return Tensor.from_op(y, (x, gamma, beta), backward, "batch_norm")
 
 
