@@ -14,7 +14,7 @@ import dataclasses
 import math
 import numbers
 
-_INT32_ELEMENTS = 2**31
+INT32_ELEMENTS = 2**31  # the kernels index with 32-bit ints: no tensor may reach this many elements
 
 
 def pair(value, name, op):
@@ -101,7 +101,7 @@ class ConvGeometry:
 
     def check_int32_indexable(self, op):
         """The kernels index with 32-bit ints, so no tensor may reach 2^31 elements."""
-        if max(math.prod(shape) for shape in (self.x_shape, self.y_shape, self.w_shape)) >= _INT32_ELEMENTS:
+        if max(math.prod(shape) for shape in (self.x_shape, self.y_shape, self.w_shape)) >= INT32_ELEMENTS:
             raise ValueError(f"{op}: a tensor has 2^31 elements or more; the kernels index with 32-bit ints, so split the batch")
 
     def kernel_arguments(self):

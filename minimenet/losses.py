@@ -7,21 +7,11 @@ by N / 2; Eq. 3 as printed, over all pixels, is our metric value without mining 
 authors' solver is calibrated to this.
 """
 
-from . import backend
+from . import backend, cuda
 from .backend import array_module
-from .mining import METRIC_GRADIENTS, hard_negative_mask
+from .mining import METRIC_GRADIENTS, check_labels, hard_negative_mask
 from .norm import l2_normalize
 from .tensor import Tensor
-
-
-def _check_labels(op, x, labels):
-    expected = (x.shape[0],) + x.shape[2:]
-    if tuple(labels.shape) != expected:
-        raise ValueError(f"{op}: labels must have shape {expected} (batch, height, width) to match input {x.shape}, "
-                         f"got {tuple(labels.shape)}")
-    if bool(((labels != 0) & (labels != 1)).any()):
-        raise ValueError(f"{op}: labels must be 0 (background) or 1 (salient), got values "
-                         f"{sorted(set(array_module(labels).unique(labels).tolist()))[:5]}; binarise masks first")
 
 
 def softmax_cross_entropy(logits, labels):
@@ -36,7 +26,7 @@ def softmax_cross_entropy(logits, labels):
         raise ValueError(f"softmax_cross_entropy: logits must have shape (batch, 2, height, width), got {logits.shape}")
     xp = logits.xp
     labels = xp.asarray(labels)
-    _check_labels("softmax_cross_entropy", logits, labels)
+    check_labels("softmax_cross_entropy", logits, labels)
     z = logits.data - logits.data.max(axis=1, keepdims=True)
     log_p = z - xp.log(xp.exp(z).sum(axis=1, keepdims=True))
     one_hot = xp.stack([1 - labels, labels], axis=1).astype(log_p.dtype)
@@ -122,11 +112,10 @@ def metric_loss(features, labels, gradient="authors", eps=0.0):
         raise ValueError(f"metric_loss: gradient must be one of {METRIC_GRADIENTS}, got {gradient!r}")
     xp = features.xp
     labels = xp.asarray(labels)
-    _check_labels("metric_loss", features, labels)
+    check_labels("metric_loss", features, labels)
     unit = l2_normalize(features, eps)  # eps 0 by default: the authors' layer has none
     y = unit.data
     if backend.runs_on_cuda_kernels(y):
-        from . import cuda  # here, not at the top: minimenet.cuda.metric imports this module
         loss, grad = cuda.metric_loss(y, labels.astype(xp.int32), gradient)
     else:
         loss, grad = metric_loss_arrays(y, labels, gradient)

@@ -34,3 +34,15 @@ def hard_negative_mask(pixel_loss, labels):
     rows = xp.arange(labels.shape[0])[:, None]
     hardest[rows, order] = xp.arange(labels.shape[1])[None, :] < quota[:, None]
     return minority | hardest
+
+
+def check_labels(op, x, labels):
+    """Labels (B, H, W) of 0 (background) and 1 (salient) for an input (B, C, H, W), as both losses
+    and the metric kernels take them; anything else is a ValueError naming ``op``."""
+    expected = (x.shape[0],) + x.shape[2:]
+    if tuple(labels.shape) != expected:
+        raise ValueError(f"{op}: labels must have shape {expected} (batch, height, width) to match input {x.shape}, "
+                         f"got {tuple(labels.shape)}")
+    if bool(((labels != 0) & (labels != 1)).any()):
+        raise ValueError(f"{op}: labels must be 0 (background) or 1 (salient), got values "
+                         f"{sorted(set(array_module(labels).unique(labels).tolist()))[:5]}; binarise masks first")

@@ -671,7 +671,7 @@ def test_metric_exact_gradient_is_the_derivative():
 
 def test_metric_loss_argument_errors():
     f = np.zeros((2, 3, 4, 4), np.float32)
-    with pytest.raises(ValueError, match="labels have shape"):
+    with pytest.raises(ValueError, match="labels must have shape"):
         cuda.metric_loss(f, np.zeros((2, 4, 5), np.int32))
     with pytest.raises(ValueError, match="gradient must be one of"):
         cuda.metric_loss(f, np.zeros((2, 4, 4), np.int32), "approximate")

@@ -4,8 +4,8 @@ import functools
 from typing import NamedTuple
 
 from ..backend import array_module
-from ..conv_geometry import ceil_div
-from ..mining import METRIC_GRADIENTS, hard_negative_mask
+from ..conv_geometry import INT32_ELEMENTS, ceil_div
+from ..mining import METRIC_GRADIENTS, check_labels, hard_negative_mask
 from . import sources
 from .launch import launch
 
@@ -49,11 +49,10 @@ def metric_loss_stages(y, labels, gradient="authors"):
     y = xp.ascontiguousarray(y, dtype=xp.float32)
     labels = xp.ascontiguousarray(labels, dtype=xp.int32)
     batch, channels, height, width = y.shape
-    if tuple(labels.shape) != (batch, height, width):
-        raise ValueError(f"metric_loss: labels have shape {tuple(labels.shape)}, expected (B, H, W) = {(batch, height, width)} to match y {tuple(y.shape)}")
+    check_labels("metric_loss", y, labels)
     if y.size == 0:
         raise ValueError(f"metric_loss: y {tuple(y.shape)} is empty; the loss needs at least one image, channel and pixel")
-    if y.size >= 2**31:
+    if y.size >= INT32_ELEMENTS:
         raise ValueError("metric_loss: y has 2^31 elements or more; the kernels index with 32-bit ints, so split the batch")
     if channels > _GRID_LIMIT or batch > _GRID_LIMIT:
         raise ValueError(f"metric_loss: {channels} channels and batch {batch}: the kernels' grid takes at most {_GRID_LIMIT} of each")
