@@ -91,13 +91,13 @@ class TrainConfig:
         for name, value in {**DEFAULTS, **PRESETS[preset], "out": f"runs/menet-{preset}"}.items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
-        self.validate()
-        network = self.model_config()
+        network = self.validate()
         for name in ("variant", "metric_gradient", "background"):
             setattr(self, name, getattr(network, name))
 
     def validate(self):
-        """Raise ConfigError, naming the flag, for a setting that cannot work."""
+        """Raise ConfigError, naming the flag, for a setting that cannot work; return the network's
+        MEnetConfig, whose own checks are among them."""
         def check(names, ok, what):
             for name in names:
                 value = getattr(self, name)
@@ -116,7 +116,7 @@ class TrainConfig:
         if self.test_list is not None and self.test_count is not None:
             raise ConfigError("--test-count and --test-list exclude each other: the list sets the test split")
         try:
-            self.model_config()
+            return self.model_config()
         except ValueError as exc:  # MEnetConfig's own checks, named by the flag
             raise ConfigError("--" + str(exc).replace("MEnetConfig: ", "").replace("_", "-")) from None
 

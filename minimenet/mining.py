@@ -36,13 +36,19 @@ def hard_negative_mask(pixel_loss, labels):
     return minority | hardest
 
 
-def check_labels(op, x, labels):
-    """Labels (B, H, W) of 0 (background) and 1 (salient) for an input (B, C, H, W), as both losses
-    and the metric kernels take them; anything else is a ValueError naming ``op``."""
+def check_label_shape(op, x, labels):
+    """Labels (B, H, W) for an input (B, C, H, W); anything else is a ValueError naming ``op``."""
     expected = (x.shape[0],) + x.shape[2:]
     if tuple(labels.shape) != expected:
         raise ValueError(f"{op}: labels must have shape {expected} (batch, height, width) to match input {x.shape}, "
                          f"got {tuple(labels.shape)}")
+
+
+def check_labels(op, x, labels):
+    """``check_label_shape``, and every label 0 (background) or 1 (salient), as both losses take
+    them. (The metric kernels' launcher checks the shape only: the loss before it has checked the
+    values, and a second pass over the labels would cost a device sync every step.)"""
+    check_label_shape(op, x, labels)
     if bool(((labels != 0) & (labels != 1)).any()):
         raise ValueError(f"{op}: labels must be 0 (background) or 1 (salient), got values "
                          f"{sorted(set(array_module(labels).unique(labels).tolist()))[:5]}; binarise masks first")

@@ -682,6 +682,16 @@ def test_metric_loss_argument_errors():
 
 
 @needs_compiler
+def ops_on_the_emulated_kernels(monkeypatch):
+    """Make the ops believe NumPy arrays are on the GPU, so that they call minimenet.cuda and the
+    kernels run in the emulator; returns the list the names of the launched kernels go into."""
+    launched = []
+    real_launch = emulator.launch
+    monkeypatch.setattr(emulator, "launch", lambda file, kernel, *a: (launched.append(kernel), real_launch(file, kernel, *a)))
+    monkeypatch.setattr(backend, "runs_on_cuda_kernels", lambda a: True)
+    return launched
+
+
 @pytest.mark.parametrize("gradient", METRIC_GRADIENTS)
 def test_losses_metric_loss_runs_the_kernels(gradient, monkeypatch):
     """losses.metric_loss on a "GPU" array (NumPy, the dispatch fooled) goes through
@@ -701,10 +711,7 @@ def test_losses_metric_loss_runs_the_kernels(gradient, monkeypatch):
         return loss.item(), x.grad
 
     expected_loss, expected_grad = value_and_gradient()
-    launched = []
-    real_launch = emulator.launch
-    monkeypatch.setattr(emulator, "launch", lambda file, kernel, *a: (launched.append(kernel), real_launch(file, kernel, *a)))
-    monkeypatch.setattr(backend, "runs_on_cuda_kernels", lambda a: True)
+    launched = ops_on_the_emulated_kernels(monkeypatch)
     loss, grad = value_and_gradient()
     assert launched == ["metric_region_sums", "metric_terms"] + ["metric_region_sums"] * (gradient == "exact") + ["metric_loss_and_grad"]
     assert loss == pytest.approx(expected_loss, rel=1e-5, abs=1e-7)
@@ -739,10 +746,7 @@ def test_the_model_on_the_kernels_matches_the_model_on_numpy(monkeypatch):
         return loss.item(), [p.grad.copy() for p in model.parameters()]
 
     expected_loss, expected_grads = loss_and_gradients()
-    launched = []
-    real_launch = emulator.launch
-    monkeypatch.setattr(emulator, "launch", lambda file, kernel, *a: (launched.append(kernel), real_launch(file, kernel, *a)))
-    monkeypatch.setattr(backend, "runs_on_cuda_kernels", lambda a: True)
+    launched = ops_on_the_emulated_kernels(monkeypatch)
     loss, grads = loss_and_gradients()
 
     default = cuda_conv.variant().kernel

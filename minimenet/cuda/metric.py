@@ -5,7 +5,7 @@ from typing import NamedTuple
 
 from ..backend import array_module
 from ..conv_geometry import INT32_ELEMENTS, ceil_div
-from ..mining import METRIC_GRADIENTS, check_labels, hard_negative_mask
+from ..mining import METRIC_GRADIENTS, check_label_shape, hard_negative_mask
 from . import sources
 from .launch import launch
 
@@ -49,7 +49,7 @@ def metric_loss_stages(y, labels, gradient="authors"):
     y = xp.ascontiguousarray(y, dtype=xp.float32)
     labels = xp.ascontiguousarray(labels, dtype=xp.int32)
     batch, channels, height, width = y.shape
-    check_labels("metric_loss", y, labels)
+    check_label_shape("metric_loss", y, labels)
     if y.size == 0:
         raise ValueError(f"metric_loss: y {tuple(y.shape)} is empty; the loss needs at least one image, channel and pixel")
     if y.size >= INT32_ELEMENTS:
