@@ -28,7 +28,7 @@ import threading
 
 import numpy
 
-from . import backend, cuda, winograd
+from . import backend, cuda, memory, winograd
 from .backend import array_module
 from .conv_geometry import ConvGeometry, pair
 from .tensor import Tensor, add, check_dtypes
@@ -91,7 +91,7 @@ def conv2d_forward(x, w, stride, padding):
     g = ConvGeometry.of(x.shape, w.shape, stride, padding, "conv2d_forward")
     if winograd.suits(g):
         return winograd.forward(x, w, g)
-    y = xp.empty(g.y_shape, dtype=x.dtype)
+    y = memory.empty(g.y_shape, x.dtype, like=x)
     weight_rows = w.reshape(g.out_channels, -1)
     chunk = _images_per_chunk(g)
     for first in range(0, g.batch, chunk):
@@ -169,9 +169,10 @@ def _input_grad_by_phases(dy, w, x_shape, stride, padding):
     _, _, h, wd = x_shape
     rows, low_h, high_h = _phase_plan(h, ho, w.shape[2], sh, ph)
     cols, low_w, high_w = _phase_plan(wd, wo, w.shape[3], sw, pw)
-    padded = xp.zeros((b, co, low_h + ho + high_h, low_w + wo + high_w), dtype=dy.dtype)
+    padded = memory.empty((b, co, low_h + ho + high_h, low_w + wo + high_w), dy.dtype, like=dy)
+    padded[...] = 0
     padded[:, :, low_h:low_h + ho, low_w:low_w + wo] = dy
-    dx = xp.empty((b, ci, h, wd), dtype=dy.dtype)
+    dx = memory.empty((b, ci, h, wd), dy.dtype, like=dy)
     for a, tap_h, taps_h, d_h, count_h in rows:
         for c, tap_w, taps_w, d_w, count_w in cols:
             if not (count_h and count_w):
@@ -197,7 +198,7 @@ def conv2d_weight_grad(x, dy, w_shape, stride, padding):
     g.check_output(dy.shape, "conv2d_weight_grad")
     if winograd.suits(g):
         return winograd.weight_grad(x, dy, g)
-    dw = xp.empty((g.out_channels, math.prod(g.w_shape[1:])), dtype=dy.dtype)
+    dw = memory.empty((g.out_channels, math.prod(g.w_shape[1:])), dy.dtype, like=dy)
     chunk = _images_per_chunk(g)
     for first in range(0, g.batch, chunk):
         columns = _chunk_columns(x[first:first + chunk], g)

@@ -1,4 +1,5 @@
 """Normalisation ops: batch normalisation and L2 normalisation over channels."""
+from . import memory
 from .backend import array_module
 from .tensor import Tensor, check_dtypes
 
@@ -28,7 +29,7 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
             raise ValueError(f"batch_norm: training mode needs more than one value per channel to estimate a variance, "
                              f"got input of shape {x.shape}; use a batch larger than 1 or call model.eval()")
         mu = x.data.mean(axis=axes)
-        centred = x.data - mu.reshape(1, c, 1, 1)
+        centred = xp.subtract(x.data, mu.reshape(1, c, 1, 1), out=memory.empty_like(x.data))
         var = _channel_dot(centred, centred) / count
         running_mean *= 1 - momentum
         running_mean += momentum * mu
@@ -36,7 +37,7 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
         running_var += momentum * var * count / (count - 1)
     else:
         mu, var = running_mean.astype(x.dtype), running_var.astype(x.dtype)
-        centred = x.data - mu.reshape(1, c, 1, 1)
+        centred = xp.subtract(x.data, mu.reshape(1, c, 1, 1), out=memory.empty_like(x.data))
     inv_std = (1.0 / xp.sqrt(var + eps)).reshape(1, c, 1, 1)
     g4, b4 = gamma.data.reshape(1, c, 1, 1), beta.data.reshape(1, c, 1, 1)
     mu4 = mu.reshape(1, c, 1, 1)
@@ -44,7 +45,7 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
     def backward(g):
         # x_hat again from x, which the graph keeps anyway (it is this op's input): keeping x_hat
         # from the forward pass would hold one more full-size array per layer until here.
-        x_hat = x.data - mu4
+        x_hat = xp.subtract(x.data, mu4, out=memory.empty_like(x.data))
         x_hat *= inv_std
         d_gamma = _channel_dot(g, x_hat)
         d_beta = g.sum(axis=axes)
@@ -57,7 +58,7 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
             d_x -= (d_beta / count).reshape(1, c, 1, 1)
             d_x *= g4 * inv_std
         else:
-            d_x = g * (g4 * inv_std)
+            d_x = xp.multiply(g, g4 * inv_std, out=memory.empty_like(g))
         return d_x, d_gamma, d_beta
     y = centred  # in place: centred is not needed again, and this saves a full-size array
     y *= g4 * inv_std

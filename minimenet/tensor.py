@@ -11,6 +11,7 @@ import contextlib
 
 import numpy
 
+from . import memory
 from .backend import array_module, xp as default_xp
 
 _grad_enabled = True
@@ -174,13 +175,13 @@ class Tensor:
             if g is None:
                 continue
             if node._backward is None:  # a leaf
-                node.grad = g if node.grad is None else node.grad + g
+                node.grad = g if node.grad is None else _sum(node.grad, g)
                 continue
             for parent, parent_grad in zip(node._parents, node._backward(g)):
                 if parent_grad is None or not parent.requires_grad:
                     continue
                 key = id(parent)
-                pending[key] = parent_grad if key not in pending else pending[key] + parent_grad
+                pending[key] = parent_grad if key not in pending else _sum(pending[key], parent_grad)
             node._parents, node._parent_versions, node._backward = (), (), None
 
     # Operators, so that models read like maths.
@@ -231,14 +232,19 @@ def _broadcast_shape(op, a, b):
         raise ValueError(f"{op}: shapes {a.shape} and {b.shape} cannot be broadcast together") from None
 
 
+def _sum(a, b):
+    """a + b (same shape) in reused memory (``minimenet.memory``)."""
+    return array_module(a).add(a, b, out=memory.empty_like(a))
+
+
 def add(a, b):
     a, b = (as_tensor(a, b if isinstance(b, Tensor) else a), as_tensor(b, a if isinstance(a, Tensor) else b))
     check_dtypes("add", a, b)
-    _broadcast_shape("add", a, b)
 
     def backward(g):
         return _unbroadcast(g, a.shape), _unbroadcast(g, b.shape)
-    return Tensor.from_op(a.data + b.data, (a, b), backward, "add")
+    out = memory.empty(_broadcast_shape("add", a, b), a.dtype, like=a.data)
+    return Tensor.from_op(a.xp.add(a.data, b.data, out=out), (a, b), backward, "add")
 
 
 def mul(a, b):
@@ -282,8 +288,8 @@ def relu(x):
     positive = x.data > 0
 
     def backward(g):
-        return (g * positive,)
-    return Tensor.from_op(x.data * positive, (x,), backward, "relu")
+        return (x.xp.multiply(g, positive, out=memory.empty_like(g)),)
+    return Tensor.from_op(x.xp.multiply(x.data, positive, out=memory.empty_like(x.data)), (x,), backward, "relu")
 
 
 def tanh(x):
