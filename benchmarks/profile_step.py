@@ -8,7 +8,7 @@ Attribution, all by wall clock (``time.perf_counter``):
 * backward: each op's backward closure is timed as it runs; what ``Tensor.backward`` does
   around them (adding the gradients of tensors used twice, the graph walk) is "autograd";
 * inside both, the convolution primitives of ``minimenet.conv`` (the forward, the input
-  gradient, the weight gradient, and within each the im2col copies, ``_chunk_columns``) are
+  gradient, the weight gradient, and within each the im2col copies, ``_block_columns``) are
   timed on their own and taken out of whatever called them, so "conv2d forward" is what remains
   around them (almost nothing) and "conv forward product" excludes its im2col. A transposed
   convolution's forward is the input-gradient primitive, its backward the other two.
@@ -38,7 +38,7 @@ from bench_train import minimenet_runner, random_batch  # noqa: E402
 from blas_threads import blas_threads, limit_blas  # noqa: E402
 
 # (module, function name, the row it is charged to)
-PRIMITIVES = [(conv, "_chunk_columns", "conv im2col"), (conv, "_forward", "conv forward product"),
+PRIMITIVES = [(conv, "_block_columns", "conv im2col"), (conv, "_forward", "conv forward product"),
               (conv, "_input_grad", "conv input grad"), (conv, "_weight_grad", "conv weight grad")]
 
 

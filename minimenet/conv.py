@@ -13,12 +13,10 @@ the convolution's input gradient and its input gradient is the convolution's for
 runs on the very same three primitives with the roles of x and dy swapped.
 
 On the CPU the forward and the weight gradient are im2col + matrix products (BLAS does the
-work), a chunk of images at a time in reused buffers (``COLUMNS_BUDGET``); nothing but x is kept
-for the backward pass, where the weight gradient rebuilds the columns it needs. The input
+work), a block of images or of rows at a time in reused buffers (``_blocks``); nothing but x is
+kept for the backward pass, where the weight gradient rebuilds the columns it needs. The input
 gradient is either col2im or, per sub-pixel phase, a stride-1 forward of dy by the taps that
-reach that phase, whichever moves less data. 3x3 stride-1 convolutions with many channels on
-mid-sized images use Winograd's F(2x2, 3x3) instead (``minimenet.winograd``; at stride 1 the
-input gradient is a forward too). Where ``backend.runs_on_cuda_kernels`` says so
+reach that phase, whichever moves less data (at stride 1, one forward). Where ``backend.runs_on_cuda_kernels`` says so
 (float32 on the GPU), all three are our CUDA kernels (``kernels/*.cu``, launched by
 ``minimenet.cuda``). Shapes are checked once, by ``conv_geometry.ConvGeometry``, which both
 paths read.
@@ -28,17 +26,23 @@ import threading
 
 import numpy
 
-from . import backend, cuda, memory, winograd
+from . import backend, cuda, memory
 from .backend import array_module
 from .conv_geometry import ConvGeometry, pair
 from .tensor import Tensor, add, check_dtypes
 
 
-# Images are convolved a few at a time so that their im2col matrix stays under this many
-# elements (32 MB in float32; at least one image): the matrix lives in a reused buffer instead of
-# a fresh allocation per layer, whose page faults cost more than the copy itself (a 289 MB matrix
-# for a 224 x 224 x 32 batch of 5 took 0.6 s to allocate and fill, 14 ms to fill once allocated),
-# and nothing of that size is kept for the backward pass.
+# The im2col matrix is built a block at a time in a reused buffer (a fresh 289 MB matrix for a
+# 224 x 224 x 32 batch of 5 took 0.6 s to allocate and fill, 14 ms to fill once allocated), and
+# nothing of its size is kept for the backward pass. An image whose columns exceed BAND_BUDGET
+# elements (4 MB in float32) is cut into bands of output rows that stay in the CPU's cache
+# between the copy that writes them and the product that reads them; smaller images go several
+# to a block, up to COLUMNS_BUDGET elements (32 MB), one product for all. Measured on the
+# paper's layers, batch 5, one thread, forward / weight gradient in ms (README Benchmarks):
+# 224 x 224 x 32 41/45 in 4 MB bands against 59/56 in whole images; 56 x 56 x 128 25/25
+# against 29/28 two images at a time; 7 x 7 x 1024 23/20 all five images in one block against
+# 29/33 two at a time.
+BAND_BUDGET = 2**20
 COLUMNS_BUDGET = 2**23
 
 _scratch = threading.local()
@@ -57,50 +61,63 @@ def _workspace(xp, name, shape, dtype):
     return buffers[name][:size].view(dtype).reshape(shape)
 
 
-def _images_per_chunk(geometry):
-    rows = geometry.in_channels * geometry.kernel_height * geometry.kernel_width
-    return max(1, min(geometry.batch, COLUMNS_BUDGET // (rows * geometry.out_height * geometry.out_width)))
+def _blocks(geometry):
+    """(first image, images, first output row, rows) of each im2col block, in order: whole
+    images, as many at a time as ``COLUMNS_BUDGET`` holds, or where one image exceeds
+    ``BAND_BUDGET``, bands of output rows of one image (at least one row)."""
+    g = geometry
+    per_row = g.in_channels * g.kernel_height * g.kernel_width * g.out_width
+    if per_row * g.out_height <= BAND_BUDGET:
+        images = max(1, min(g.batch, COLUMNS_BUDGET // (per_row * g.out_height)))
+        for first in range(0, g.batch, images):
+            yield first, min(images, g.batch - first), 0, g.out_height
+    else:
+        rows = max(1, BAND_BUDGET // per_row)
+        for image in range(g.batch):
+            for row in range(0, g.out_height, rows):
+                yield image, 1, row, min(rows, g.out_height - row)
 
 
-def _chunk_columns(x, geometry):
-    """im2col of the images x (n, Ci, H, W) as a (Ci*kh*kw, n, Ho, Wo) view of a reused buffer:
-    row (i, u, v), column (b, r, c) holds x[b, i, r*sh - ph + u, c*sw - pw + v] (zero outside),
-    copied from a strided view of the zero-padded images (also a reused buffer)."""
+def _block_columns(x, geometry, row, rows):
+    """im2col of output rows [row, row + rows) of the images x (n, Ci, H, W), as a
+    (Ci*kh*kw, n, rows, Wo) view of a reused buffer: row (i, u, v), column (b, r, c) holds
+    x[b, i, (row + r)*sh - ph + u, c*sw - pw + v] (zero outside), copied from a strided view of
+    the zero-padded input rows that the block reads (also a reused buffer)."""
     xp, g = array_module(x), geometry
     n, (ph, pw) = x.shape[0], g.padding
-    padded = _workspace(xp, "padded", (x.shape[1], n, g.in_height + 2 * ph, g.in_width + 2 * pw), x.dtype)
-    padded[:, :, :ph] = 0
-    padded[:, :, ph + g.in_height:] = 0
+    top, height = row * g.stride_h - ph, (rows - 1) * g.stride_h + g.kernel_height  # input rows read
+    first_inside = min(max(-top, 0), height)  # rows of the block's padded input that hold x
+    inside = slice(first_inside, max(min(g.in_height - top, height), first_inside))
+    padded = _workspace(xp, "padded", (x.shape[1], n, height, g.in_width + 2 * pw), x.dtype)
+    padded[:, :, :inside.start] = 0
+    padded[:, :, inside.stop:] = 0
     padded[:, :, :, :pw] = 0
     padded[:, :, :, pw + g.in_width:] = 0
-    padded[:, :, ph:ph + g.in_height, pw:pw + g.in_width] = x.transpose(1, 0, 2, 3)
+    padded[:, :, inside, pw:pw + g.in_width] = x[:, :, top + inside.start:top + inside.stop].transpose(1, 0, 2, 3)
     s1, s0, s2, s3 = padded.strides
     windows = xp.lib.stride_tricks.as_strided(
-        padded, (x.shape[1], g.kernel_height, g.kernel_width, n, g.out_height, g.out_width),
+        padded, (x.shape[1], g.kernel_height, g.kernel_width, n, rows, g.out_width),
         (s1, s2, s3, s0, s2 * g.stride_h, s3 * g.stride_w))
     columns = _workspace(xp, "columns", windows.shape, x.dtype)
     columns[...] = windows
-    return columns.reshape(-1, n, g.out_height, g.out_width)
+    return columns.reshape(-1, n * rows * g.out_width)
 
 
 def conv2d_forward(x, w, stride, padding):
-    """y = W columns: (Co, Ci*kh*kw) @ (Ci*kh*kw, n*Ho*Wo) for each chunk of n images, the (Co, n)
-    axes swapped into y (a chunk of one image is written straight into y); or Winograd's
-    F(2x2, 3x3) (``minimenet.winograd``) for the 3x3 stride-1 shapes where it is faster."""
+    """y = W columns: (Co, Ci*kh*kw) @ (Ci*kh*kw, n*rows*Wo) for each block (``_blocks``), the
+    (Co, n) axes of a block of several images swapped into y (a block of one image is written
+    straight into its rows of y)."""
     xp = array_module(x)
     g = ConvGeometry.of(x.shape, w.shape, stride, padding, "conv2d_forward")
-    if winograd.suits(g):
-        return winograd.forward(x, w, g)
     y = memory.empty(g.y_shape, x.dtype, like=x)
     weight_rows = w.reshape(g.out_channels, -1)
-    chunk = _images_per_chunk(g)
-    for first in range(0, g.batch, chunk):
-        columns = _chunk_columns(x[first:first + chunk], g)
-        n = columns.shape[1]
-        if n == 1:  # the product is y[first] already laid out: written in place
-            xp.matmul(weight_rows, columns.reshape(columns.shape[0], -1), out=y[first].reshape(g.out_channels, -1))
-        else:  # one product for the chunk (22 % faster than one per image on 7 x 7 images), then (Co, n) swapped
-            product = weight_rows @ columns.reshape(columns.shape[0], -1)
+    for first, n, row, rows in _blocks(g):
+        columns = _block_columns(x[first:first + n], g, row, rows)
+        if n == 1:  # the product is these rows of y[first], already laid out: written in place
+            out = y[first].reshape(g.out_channels, -1)[:, row * g.out_width:(row + rows) * g.out_width]
+            xp.matmul(weight_rows, columns, out=out)
+        else:  # one product for the images (22 % faster than one per image on 7 x 7 images), then (Co, n) swapped
+            product = weight_rows @ columns
             y[first:first + n] = product.reshape(g.out_channels, n, g.out_height, g.out_width).transpose(1, 0, 2, 3)
     return y
 
@@ -190,24 +207,23 @@ def _input_grad_by_phases(dy, w, x_shape, stride, padding):
 
 
 def conv2d_weight_grad(x, dy, w_shape, stride, padding):
-    """dw = sum over chunks of dy_rows columns^T: (Co, n*Ho*Wo) @ (n*Ho*Wo, Ci*kh*kw), where
-    dy_rows is the chunk's dy with its (n, Co) axes swapped; summing over batch and pixels. Or
-    by F(2x2, 3x3) where the forward uses it."""
+    """dw = sum over blocks (``_blocks``) of dy_rows columns^T: (Co, n*rows*Wo) @ (n*rows*Wo,
+    Ci*kh*kw), where dy_rows is the block's dy (its (n, Co) axes swapped when n > 1); summing over
+    batch and pixels."""
     xp = array_module(x)
     g = ConvGeometry.of(x.shape, w_shape, stride, padding, "conv2d_weight_grad")
     g.check_output(dy.shape, "conv2d_weight_grad")
-    if winograd.suits(g):
-        return winograd.weight_grad(x, dy, g)
     dw = memory.empty((g.out_channels, math.prod(g.w_shape[1:])), dy.dtype, like=dy)
-    chunk = _images_per_chunk(g)
-    for first in range(0, g.batch, chunk):
-        columns = _chunk_columns(x[first:first + chunk], g)
-        n = columns.shape[1]
-        dy_rows = dy[first:first + n].reshape(n, g.out_channels, -1).transpose(1, 0, 2).reshape(g.out_channels, -1)
-        if first == 0:
-            xp.matmul(dy_rows, columns.reshape(columns.shape[0], -1).T, out=dw)
+    for i, (first, n, row, rows) in enumerate(_blocks(g)):
+        columns = _block_columns(x[first:first + n], g, row, rows)
+        if n == 1:
+            dy_rows = dy[first].reshape(g.out_channels, -1)[:, row * g.out_width:(row + rows) * g.out_width]
         else:
-            dw += dy_rows @ columns.reshape(columns.shape[0], -1).T
+            dy_rows = dy[first:first + n].reshape(n, g.out_channels, -1).transpose(1, 0, 2).reshape(g.out_channels, -1)
+        if i == 0:
+            xp.matmul(dy_rows, columns.T, out=dw)
+        else:
+            dw += dy_rows @ columns.T
     return dw.reshape(g.w_shape)
 
 

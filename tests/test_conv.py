@@ -1,9 +1,10 @@
 """minimenet/conv.py: conv2d and conv_transpose2d gradient-checked over a grid of shapes and against
 plain loops (and PyTorch when it imports), and the CPU primitives against the direct form.
 
-The primitives convolve a chunk of images at a time (as many as keep the im2col matrix under
-``conv.COLUMNS_BUDGET`` elements) in reused scratch buffers. These tests shrink the budget so that
-chunks of one image, of several, and a shorter last chunk all occur, and compare the forward, the
+The primitives build the im2col matrix a block at a time (several images, or a band of output
+rows of one, under ``conv.COLUMNS_BUDGET`` and ``conv.BAND_BUDGET`` elements) in reused scratch
+buffers. These tests set both budgets to one value and vary it so that bands of one row, of several rows and a shorter last band, blocks of one image,
+of several, and a shorter last block all occur, and compare the forward, the
 input gradient (every sub-pixel phase is a stride-1 forward) and the weight gradient with plain
 loops written from the definitions, in float64 and float32, on odd sizes, stride 2 and batch 1;
 then check the autograd gradients by finite differences through ``minimenet.gradcheck``.
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from minimenet import Tensor, conv2d, conv_transpose2d, gradcheck
-from minimenet import backend, conv, winograd
+from minimenet import backend, conv
 from minimenet.backend import to_numpy
 from minimenet.conv_geometry import ConvGeometry
 
@@ -29,6 +30,7 @@ CASES = [
     (5, 4, 6, 7, 2, (1, 1), (2, 2), (0, 0)),   # the 1x1 stride-2 shortcut, odd batch
     (4, 2, 5, 5, 3, (3, 2), (2, 1), (0, 1)),   # non-square kernel, stride and padding
     (2, 3, 3, 3, 5, (3, 3), (1, 1), (2, 2)),   # padding wider than the kernel reaches
+    (2, 2, 3, 4, 2, (2, 2), (1, 1), (3, 3)),   # padding past the kernel: bands of nothing but zeros
 ]
 
 
@@ -81,12 +83,20 @@ def case_arrays(case, dtype, seed=0):
     return x, w, dy, (sh, sw), (ph, pw)
 
 
+def set_budget(monkeypatch, elements):
+    """Blocks of at most ``elements``: several images where they fit, else bands of rows."""
+    monkeypatch.setattr(conv, "COLUMNS_BUDGET", elements)
+    monkeypatch.setattr(conv, "BAND_BUDGET", elements)
+
+
 def budgets(case):
-    """Column budgets giving one image per chunk, two (a shorter last chunk when the batch is
-    odd), and the whole batch in one chunk."""
+    """Column budgets giving bands of one output row and of two (a shorter last band when the
+    rows are odd), one image per block, two (a shorter last block when the batch is odd), and
+    the whole batch in one block."""
     b, ci, h, wd, co, (kh, kw), (sh, sw), (ph, pw) = case
-    per_image = ci * kh * kw * ((h + 2 * ph - kh) // sh + 1) * ((wd + 2 * pw - kw) // sw + 1)
-    return [per_image, 2 * per_image, b * per_image]
+    per_row = ci * kh * kw * ((wd + 2 * pw - kw) // sw + 1)
+    per_image = per_row * ((h + 2 * ph - kh) // sh + 1)
+    return [1, 2 * per_row, per_image, 2 * per_image, b * per_image]
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -97,7 +107,7 @@ def test_primitives_match_the_loops_in_every_chunking(case, dtype, monkeypatch):
     expected_dx = input_grad_loop(dy, w, x.shape, stride, padding)
     expected_dw = weight_grad_loop(x, dy, w.shape, stride, padding)
     for budget in budgets(case):
-        monkeypatch.setattr(conv, "COLUMNS_BUDGET", budget)
+        set_budget(monkeypatch, budget)
         y = conv.conv2d_forward(x, w, stride, padding)
         assert y.dtype == dtype
         np.testing.assert_allclose(y, expected_y, **CHUNKED_TOLERANCE[dtype])
@@ -109,18 +119,36 @@ def test_primitives_match_the_loops_in_every_chunking(case, dtype, monkeypatch):
         np.testing.assert_allclose(dw, expected_dw, **CHUNKED_TOLERANCE[dtype])
 
 
-def test_the_chunkings_are_what_the_test_above_needs(monkeypatch):
-    """One image per chunk, a shorter last chunk, and the whole batch: all occur."""
-    chunkings = set()
+def test_the_blocks_are_what_the_test_above_needs(monkeypatch):
+    """Bands of one row and of several with a shorter last one, one image per block, a shorter
+    last block, and the whole batch: all occur, and each budget's blocks cover every output row of
+    every image once, in order."""
+    kinds = set()
     for case in CASES:
         x, w, _, stride, padding = case_arrays(case, "float64")
         geometry = ConvGeometry.of(x.shape, w.shape, stride, padding, "test")
         for budget in budgets(case):
-            monkeypatch.setattr(conv, "COLUMNS_BUDGET", budget)
-            chunk = conv._images_per_chunk(geometry)
-            chunkings.add("one" if chunk == 1 else "all" if chunk == x.shape[0] else
-                          "ragged" if x.shape[0] % chunk else "even")
-    assert {"one", "ragged", "all"} <= chunkings
+            set_budget(monkeypatch, budget)
+            blocks = list(conv._blocks(geometry))
+            covered = [(first + i, row + r) for first, n, row, rows in blocks for i in range(n) for r in range(rows)]
+            assert covered == [(i, r) for i in range(geometry.batch) for r in range(geometry.out_height)]
+            for first, n, row, rows in blocks:
+                if rows < geometry.out_height:
+                    kinds.add("short band" if rows < blocks[0][3] else "one-row band" if rows == 1 else "band")
+                else:
+                    kinds.add("short block" if n < blocks[0][1] else "one image" if n == 1 else
+                              "whole batch" if n == geometry.batch else "images")
+    assert {"one-row band", "band", "short band", "one image", "images", "short block", "whole batch"} <= kinds
+
+
+def test_images_go_several_to_a_block_only_under_the_band_budget(monkeypatch):
+    """An image over BAND_BUDGET is cut into bands even when COLUMNS_BUDGET would hold several."""
+    geometry = ConvGeometry.of((5, 2, 6, 6), (3, 2, 3, 3), 1, 1, "test")  # 18 x 36 = 648 elements an image
+    monkeypatch.setattr(conv, "COLUMNS_BUDGET", 3 * 648)
+    monkeypatch.setattr(conv, "BAND_BUDGET", 648)
+    assert [(n, rows) for _, n, _, rows in conv._blocks(geometry)] == [(3, 6), (2, 6)]
+    monkeypatch.setattr(conv, "BAND_BUDGET", 647)
+    assert [(n, rows) for _, n, _, rows in conv._blocks(geometry)] == [(1, 5), (1, 1)] * 5
 
 
 def test_scratch_buffers_left_dirty_by_a_larger_convolution_do_not_leak():
@@ -144,105 +172,20 @@ def test_outputs_do_not_alias_the_scratch_buffers():
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
-def test_gradcheck_with_one_image_per_chunk(case, monkeypatch):
-    monkeypatch.setattr(conv, "COLUMNS_BUDGET", 1)
+def test_gradcheck_with_one_row_bands(case, monkeypatch):
+    set_budget(monkeypatch, 1)
     x, w, _, stride, padding = case_arrays(case, "float64", seed=5)
     inputs = [Tensor(x[:2], requires_grad=True), Tensor(w, requires_grad=True)]
     gradcheck(lambda x, w: conv2d(x, w, stride=stride, padding=padding), inputs, max_elements=60)
 
 
-def test_transposed_convolution_gradcheck_with_one_image_per_chunk(monkeypatch):
+def test_transposed_convolution_gradcheck_with_one_row_bands(monkeypatch):
     """The decoder's 4x4 stride-2 upsampling, with output_padding: its forward is the phase-wise
     input gradient, its backward the forward and weight-gradient primitives."""
-    monkeypatch.setattr(conv, "COLUMNS_BUDGET", 1)
+    set_budget(monkeypatch, 1)
     rng = np.random.default_rng(6)
     x, w = Tensor(rng.standard_normal((3, 2, 3, 4)), requires_grad=True), Tensor(rng.standard_normal((2, 3, 4, 4)), requires_grad=True)
     gradcheck(lambda x, w: conv_transpose2d(x, w, stride=2, padding=1, output_padding=1), [x, w], max_elements=60)
-
-
-# ----------------------------------------------------------------------------------------------
-# Winograd F(2x2, 3x3): 3x3 stride-1 only, chosen by shape; forced here on small shapes.
-
-# (batch, Ci, H, W, Co, padding): odd and even output sizes (half-empty last tiles), batch 1.
-WINOGRAD_CASES = [(2, 3, 7, 5, 4, 1), (1, 2, 6, 9, 3, 1), (3, 4, 5, 6, 2, 0), (1, 3, 4, 3, 2, 2)]
-
-
-@pytest.fixture
-def winograd_everywhere(monkeypatch):
-    monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
-    monkeypatch.setattr(winograd, "MIN_OUTPUT_SIZE", 1)
-
-
-def winograd_arrays(case, dtype, seed=7):
-    b, ci, h, wd, co, p = case
-    return case_arrays((b, ci, h, wd, co, (3, 3), (1, 1), (p, p)), dtype, seed)
-
-
-def test_winograd_is_chosen_only_for_3x3_stride_1_with_many_channels_on_mid_sized_images():
-    assert winograd.suits(ConvGeometry.of((5, 128, 56, 56), (128, 128, 3, 3), 1, 1, "t"))
-    assert winograd.suits(ConvGeometry.of((5, 256, 28, 28), (256, 256, 3, 3), 1, 1, "t"))
-    assert not winograd.suits(ConvGeometry.of((5, 256, 28, 28), (256, 256, 3, 3), 2, 1, "t"))
-    assert not winograd.suits(ConvGeometry.of((5, 256, 28, 28), (256, 256, 1, 1), 1, 0, "t"))
-    assert not winograd.suits(ConvGeometry.of((5, 32, 224, 224), (32, 32, 3, 3), 1, 1, "t"))
-    assert not winograd.suits(ConvGeometry.of((5, 1024, 7, 7), (1024, 1024, 3, 3), 1, 1, "t"))
-
-
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("case", WINOGRAD_CASES, ids=str)
-def test_winograd_matches_the_loops(case, dtype, winograd_everywhere):
-    x, w, dy, stride, padding = winograd_arrays(case, dtype)
-    geometry = ConvGeometry.of(x.shape, w.shape, stride, padding, "test")
-    assert winograd.suits(geometry)
-    y = conv.conv2d_forward(x, w, stride, padding)
-    assert y.dtype == dtype
-    np.testing.assert_allclose(y, forward_loop(x, w, stride, padding), **CHUNKED_TOLERANCE[dtype])
-    dx = conv.conv2d_input_grad(dy, w, x.shape, stride, padding, method="phases")  # a Winograd forward of dy
-    np.testing.assert_allclose(dx, input_grad_loop(dy, w, x.shape, stride, padding), **CHUNKED_TOLERANCE[dtype])
-    dw = conv.conv2d_weight_grad(x, dy, w.shape, stride, padding)
-    assert dw.dtype == dtype
-    np.testing.assert_allclose(dw, weight_grad_loop(x, dy, w.shape, stride, padding), **CHUNKED_TOLERANCE[dtype])
-
-
-def test_winograd_float32_error_is_that_of_the_direct_form():
-    """On a layer of the paper's size, float32 against float64: the error of F(2x2, 3x3) stays
-    within 2x the direct form's (its transforms add at most four terms at a time), measured
-    relative to the largest output."""
-    rng = np.random.default_rng(8)
-    x, w = rng.standard_normal((2, 128, 28, 28)), rng.standard_normal((128, 128, 3, 3)) / 34
-    dy = rng.standard_normal((2, 128, 28, 28))
-    geometry = ConvGeometry.of(x.shape, w.shape, 1, 1, "test")
-    assert winograd.suits(geometry)
-    x32, w32, dy32 = x.astype(np.float32), w.astype(np.float32), dy.astype(np.float32)
-    exact_y, exact_dw = _direct_forward(x, w), _direct_weight_grad(x, dy)  # float64
-
-    def error(got, exact):
-        return np.abs(got - exact).max() / np.abs(exact).max()
-    direct = dict(forward=error(_direct_forward(x32, w32), exact_y),
-                  weight_grad=error(_direct_weight_grad(x32, dy32), exact_dw))
-    fast = dict(forward=error(winograd.forward(x32, w32, geometry), exact_y),
-                weight_grad=error(winograd.weight_grad(x32, dy32, geometry), exact_dw))
-    for name in direct:
-        assert fast[name] < 2 * direct[name] + 1e-7, (name, fast[name], direct[name])
-        assert fast[name] < 1e-5
-
-
-def _direct_forward(x, w):
-    chunk_geometry = ConvGeometry.of(x.shape, w.shape, 1, 1, "test")
-    columns = conv._chunk_columns(x, chunk_geometry).reshape(w[0].size, -1)
-    return (w.reshape(w.shape[0], -1) @ columns).reshape(w.shape[0], x.shape[0], *x.shape[2:]).transpose(1, 0, 2, 3)
-
-
-def _direct_weight_grad(x, dy):
-    chunk_geometry = ConvGeometry.of(x.shape, (dy.shape[1], x.shape[1], 3, 3), 1, 1, "test")
-    columns = conv._chunk_columns(x, chunk_geometry).reshape(x.shape[1] * 9, -1)
-    return (dy.transpose(1, 0, 2, 3).reshape(dy.shape[1], -1) @ columns.T).reshape(dy.shape[1], x.shape[1], 3, 3)
-
-
-@pytest.mark.parametrize("case", WINOGRAD_CASES, ids=str)
-def test_winograd_gradcheck(case, winograd_everywhere):
-    x, w, _, stride, padding = winograd_arrays(case, "float64", seed=9)
-    inputs = [Tensor(x, requires_grad=True), Tensor(w, requires_grad=True)]
-    gradcheck(lambda x, w: conv2d(x, w, stride=stride, padding=padding), inputs, max_elements=60)
 
 
 # --- From the op grid: gradient checks and forward values against plain loops (op_references) ---
