@@ -26,7 +26,7 @@ import threading
 
 import numpy
 
-from . import backend, cuda, memory
+from . import backend, cuda, memory, threads
 from .backend import array_module
 from .conv_geometry import ConvGeometry, pair
 from .tensor import Tensor, add, check_dtypes
@@ -106,12 +106,15 @@ def _block_columns(x, geometry, row, rows):
 def conv2d_forward(x, w, stride, padding):
     """y = W columns: (Co, Ci*kh*kw) @ (Ci*kh*kw, n*rows*Wo) for each block (``_blocks``), the
     (Co, n) axes of a block of several images swapped into y (a block of one image is written
-    straight into its rows of y)."""
+    straight into its rows of y). The blocks are independent, so they run on the worker
+    threads (``minimenet.threads``)."""
     xp = array_module(x)
     g = ConvGeometry.of(x.shape, w.shape, stride, padding, "conv2d_forward")
     y = memory.empty(g.y_shape, x.dtype, like=x)
     weight_rows = w.reshape(g.out_channels, -1)
-    for first, n, row, rows in _blocks(g):
+
+    def convolve(block):
+        first, n, row, rows = block
         columns = _block_columns(x[first:first + n], g, row, rows)
         if n == 1:  # the product is these rows of y[first], already laid out: written in place
             out = y[first].reshape(g.out_channels, -1)[:, row * g.out_width:(row + rows) * g.out_width]
@@ -119,7 +122,13 @@ def conv2d_forward(x, w, stride, padding):
         else:  # one product for the images (22 % faster than one per image on 7 x 7 images), then (Co, n) swapped
             product = weight_rows @ columns
             y[first:first + n] = product.reshape(g.out_channels, n, g.out_height, g.out_width).transpose(1, 0, 2, 3)
+    _each(xp, convolve, list(_blocks(g)))
     return y
+
+
+def _each(xp, task, items):
+    """task(item) for every item: on the worker threads for NumPy arrays, in order for CuPy's."""
+    return threads.parallel(task, items) if xp is numpy else [task(item) for item in items]
 
 
 def conv2d_input_grad(dy, w, x_shape, stride, padding, method=None):
@@ -149,15 +158,24 @@ def conv2d_input_grad(dy, w, x_shape, stride, padding, method=None):
 
 
 def _input_grad_by_col2im(dy, w, x_shape, stride, padding):
+    """One image at a time (on the worker threads): its columns w^T dy, then added tap by tap
+    onto its zeroed, padded image."""
     xp = array_module(dy)
     (co, ci, kh, kw), (sh, sw), (ph, pw) = w.shape, stride, padding
     b, _, ho, wo = dy.shape
     _, _, h, wd = x_shape
-    columns = xp.matmul(w.reshape(co, -1).T, dy.reshape(b, co, ho * wo)).reshape(b, ci, kh, kw, ho, wo)
-    padded = xp.zeros((b, ci, h + 2 * ph, wd + 2 * pw), dtype=dy.dtype)
-    for u in range(kh):
-        for v in range(kw):
-            padded[:, :, u:u + sh * (ho - 1) + 1:sh, v:v + sw * (wo - 1) + 1:sw] += columns[:, :, u, v]
+    weight_columns = w.reshape(co, -1).T
+    padded = memory.empty((b, ci, h + 2 * ph, wd + 2 * pw), dy.dtype, like=dy)
+
+    def scatter(image):
+        columns = xp.matmul(weight_columns, dy[image].reshape(co, ho * wo),
+                            out=memory.empty((ci * kh * kw, ho * wo), dy.dtype, like=dy)).reshape(ci, kh, kw, ho, wo)
+        target = padded[image]
+        target[...] = 0
+        for u in range(kh):
+            for v in range(kw):
+                target[:, u:u + sh * (ho - 1) + 1:sh, v:v + sw * (wo - 1) + 1:sw] += columns[:, u, v]
+    _each(xp, scatter, range(b))
     return padded[:, :, ph:ph + h, pw:pw + wd]
 
 
@@ -209,21 +227,31 @@ def _input_grad_by_phases(dy, w, x_shape, stride, padding):
 def conv2d_weight_grad(x, dy, w_shape, stride, padding):
     """dw = sum over blocks (``_blocks``) of dy_rows columns^T: (Co, n*rows*Wo) @ (n*rows*Wo,
     Ci*kh*kw), where dy_rows is the block's dy (its (n, Co) axes swapped when n > 1); summing over
-    batch and pixels."""
+    batch and pixels. With several worker threads (``minimenet.threads``), worker k sums blocks
+    k, k + workers, ... and the partial sums are added in order, so a given number of workers
+    always gives the same bits."""
     xp = array_module(x)
     g = ConvGeometry.of(x.shape, w_shape, stride, padding, "conv2d_weight_grad")
     g.check_output(dy.shape, "conv2d_weight_grad")
-    dw = memory.empty((g.out_channels, math.prod(g.w_shape[1:])), dy.dtype, like=dy)
-    for i, (first, n, row, rows) in enumerate(_blocks(g)):
-        columns = _block_columns(x[first:first + n], g, row, rows)
-        if n == 1:
-            dy_rows = dy[first].reshape(g.out_channels, -1)[:, row * g.out_width:(row + rows) * g.out_width]
-        else:
-            dy_rows = dy[first:first + n].reshape(n, g.out_channels, -1).transpose(1, 0, 2).reshape(g.out_channels, -1)
-        if i == 0:
-            xp.matmul(dy_rows, columns.T, out=dw)
-        else:
-            dw += dy_rows @ columns.T
+    blocks = list(_blocks(g))
+    shares = min(len(blocks), threads.workers() if xp is numpy else 1)
+
+    def partial_sum(share):
+        total = None
+        for first, n, row, rows in blocks[share::shares]:
+            columns = _block_columns(x[first:first + n], g, row, rows)
+            if n == 1:
+                dy_rows = dy[first].reshape(g.out_channels, -1)[:, row * g.out_width:(row + rows) * g.out_width]
+            else:
+                dy_rows = dy[first:first + n].reshape(n, g.out_channels, -1).transpose(1, 0, 2).reshape(g.out_channels, -1)
+            if total is None:
+                total = xp.matmul(dy_rows, columns.T, out=memory.empty((g.out_channels, columns.shape[0]), dy.dtype, like=dy))
+            else:
+                total += dy_rows @ columns.T
+        return total
+    dw, *others = _each(xp, partial_sum, range(shares))
+    for other in others:
+        dw += other
     return dw.reshape(g.w_shape)
 
 

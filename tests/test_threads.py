@@ -1,0 +1,100 @@
+"""minimenet.threads: tasks on worker threads with OpenBLAS at one thread meanwhile, and the
+convolutions that use them give the loops' results with any number of workers."""
+import threading
+
+import numpy as np
+import pytest
+
+from minimenet import conv, threads
+
+from test_conv import CASES, case_arrays, forward_loop, input_grad_loop, set_budget, weight_grad_loop
+
+
+class FakeOpenBLAS:
+    """Stands in for OpenBLAS's get/set_num_threads, recording every change."""
+
+    def __init__(self, count):
+        self.count, self.history = count, []
+
+    def get(self):
+        return self.count
+
+    def set(self, count):
+        self.count = count
+        self.history.append(count)
+
+
+@pytest.fixture
+def two_workers(monkeypatch):
+    blas = FakeOpenBLAS(2)
+    monkeypatch.setattr(threads, "_openblas", (blas.get, blas.set))
+    monkeypatch.setattr(threads, "_workers", 2)
+    monkeypatch.setattr(threads, "_pool", None)
+    return blas
+
+
+def test_tasks_run_on_the_workers_with_blas_at_one_thread_and_results_in_order(two_workers):
+    seen = []
+
+    def task(item):
+        seen.append((threading.current_thread().name, two_workers.count))
+        return item * item
+    assert threads.parallel(task, range(6)) == [0, 1, 4, 9, 16, 25]
+    assert all(name.startswith("minimenet-worker") and blas == 1 for name, blas in seen)
+    assert two_workers.history == [1, 2]  # one thread during the tasks, then restored
+
+
+def test_a_single_task_and_one_worker_stay_on_the_calling_thread(two_workers, monkeypatch):
+    caller = threading.current_thread().name
+    assert threads.parallel(lambda _: threading.current_thread().name, [0]) == [caller]
+    monkeypatch.setattr(threads, "_workers", 1)
+    assert threads.parallel(lambda _: threading.current_thread().name, [0, 1]) == [caller, caller]
+    assert two_workers.history == []
+
+
+def test_tasks_inside_a_task_run_in_place(two_workers):
+    def outer(item):
+        return threads.parallel(lambda inner: (threading.current_thread().name, item, inner), range(2))
+    for inner in threads.parallel(outer, range(2)):
+        assert inner[0][0] == inner[1][0]  # both inner tasks on the outer task's thread
+    assert two_workers.history == [1, 2]
+
+
+def test_blas_threads_are_restored_when_a_task_fails(two_workers):
+    def task(item):
+        raise ValueError(f"task {item}")
+    with pytest.raises(ValueError, match="task"):
+        threads.parallel(task, range(3))
+    assert two_workers.count == 2
+
+
+def test_no_workers_without_a_blas_whose_threads_can_be_set():
+    """With the machine's real OpenBLAS, workers() is its thread count; without one, a single worker."""
+    if threads._openblas is None:
+        assert threads.workers() == 1
+    else:
+        assert threads.workers() == threads._openblas[0]() >= 1
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_convolutions_on_two_workers_match_the_loops(case, dtype, two_workers, monkeypatch):
+    x, w, dy, stride, padding = case_arrays(case, dtype)
+    set_budget(monkeypatch, 1)  # one-row bands: many blocks to share out
+    tolerance = dict(rtol=1e-10, atol=1e-10) if dtype == "float64" else dict(rtol=2e-5, atol=2e-5)
+    np.testing.assert_allclose(conv.conv2d_forward(x, w, stride, padding), forward_loop(x, w, stride, padding), **tolerance)
+    for method in ("phases", "col2im"):
+        dx = conv.conv2d_input_grad(dy, w, x.shape, stride, padding, method=method)
+        np.testing.assert_allclose(dx, input_grad_loop(dy, w, x.shape, stride, padding), **tolerance)
+    dw = conv.conv2d_weight_grad(x, dy, w.shape, stride, padding)
+    np.testing.assert_allclose(dw, weight_grad_loop(x, dy, w.shape, stride, padding), **tolerance)
+    assert 1 in two_workers.history
+
+
+def test_the_weight_gradient_on_two_workers_is_the_same_bits_every_time(two_workers, monkeypatch):
+    x, _, dy, stride, padding = case_arrays(CASES[0], "float32")
+    set_budget(monkeypatch, 1)
+    first = conv.conv2d_weight_grad(x, dy, (dy.shape[1], x.shape[1], 3, 3), stride, padding)
+    for _ in range(5):
+        again = conv.conv2d_weight_grad(x, dy, (dy.shape[1], x.shape[1], 3, 3), stride, padding)
+        np.testing.assert_array_equal(again, first)
