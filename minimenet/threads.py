@@ -9,8 +9,11 @@ BLAS (NumPy releases the GIL in both the copies and the products), the same forw
 and 12 ms against 22 ms on a 28 x 28 x 256 layer (README, Benchmarks).
 
 So ``parallel`` runs a list of independent tasks on ``workers()`` threads, with OpenBLAS set to
-one thread for the while, and a single task (e.g. one large product) on the calling thread with
-OpenBLAS's threads as they were. ``workers()`` is the number of threads OpenBLAS had when NumPy
+one thread for the while, and ``matmul`` splits a single product's rows over them the same way.
+Every product of a convolution goes through one of the two, so OpenBLAS's own threads stay
+idle: after a multi-threaded product they spin for a while, and on two cores that spinning took
+a core from the next layer's workers (the 3x3 convolutions ran 1.6-1.9 times slower inside the
+network than alone before every product went through here). ``workers()`` is the number of threads OpenBLAS had when NumPy
 loaded it (``OPENBLAS_NUM_THREADS``, else one per core): one keeps everything on the calling
 thread. Where OpenBLAS's thread count cannot be set (another BLAS, or not Linux) there are no
 workers either, since two threads of ours each calling a multi-threaded BLAS would fight over the
@@ -20,6 +23,8 @@ import concurrent.futures
 import ctypes
 import threading
 
+import numpy
+
 _inside_worker = threading.local()
 _lock = threading.Lock()
 _pool = None
@@ -27,8 +32,7 @@ _pool = None
 
 def _find_openblas():
     """(get_num_threads, set_num_threads) of the OpenBLAS that NumPy loaded, or None."""
-    import numpy  # noqa: F401  (loads OpenBLAS, so that it is in the process's memory map)
-    try:
+    try:  # NumPy, imported above, has loaded OpenBLAS: it is in the process's memory map
         with open("/proc/self/maps") as maps:
             paths = {line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line}
     except OSError:
@@ -75,6 +79,17 @@ def parallel(task, items):
             return list(_pool.map(task, items))
         finally:
             set_threads(blas_threads)
+
+
+def matmul(a, b, out):
+    """out = a @ b for 2-D NumPy arrays, the rows of a (and of out) shared out over the workers
+    (one product where there is one worker, or when called from a worker)."""
+    if _workers == 1 or getattr(_inside_worker, "active", False):
+        return numpy.matmul(a, b, out=out)
+    step = -(-a.shape[0] // _workers)
+    rows = [slice(start, start + step) for start in range(0, a.shape[0], step)]
+    parallel(lambda part: numpy.matmul(a[part], b, out=out[part]), rows)
+    return out
 
 
 def _mark_worker():

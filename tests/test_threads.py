@@ -98,3 +98,20 @@ def test_the_weight_gradient_on_two_workers_is_the_same_bits_every_time(two_work
     for _ in range(5):
         again = conv.conv2d_weight_grad(x, dy, (dy.shape[1], x.shape[1], 3, 3), stride, padding)
         np.testing.assert_array_equal(again, first)
+
+
+def test_matmul_shares_rows_out_on_the_calling_thread_and_is_one_product_on_a_worker(two_workers, monkeypatch, rng):
+    a, b = rng.standard_normal((7, 5)), rng.standard_normal((5, 3))
+    products = []
+    original = np.matmul
+
+    def counted(x, y, out):
+        products.append((threading.current_thread().name, x.shape[0]))
+        return original(x, y, out=out)
+    monkeypatch.setattr(threads.numpy, "matmul", counted)
+    out = threads.matmul(a, b, np.empty((7, 3)))
+    np.testing.assert_allclose(out, a @ b, rtol=1e-14)
+    assert sorted(rows for _, rows in products) == [3, 4] and all(n.startswith("minimenet-worker") for n, _ in products)
+    products.clear()
+    threads.parallel(lambda _: threads.matmul(a, b, np.empty((7, 3))), range(2))
+    assert sorted(rows for _, rows in products) == [7, 7]
