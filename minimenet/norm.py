@@ -1,5 +1,5 @@
 """Normalisation ops: batch normalisation and L2 normalisation over channels."""
-from . import memory
+from . import memory, threads
 from .backend import array_module
 from .tensor import Tensor, check_dtypes
 
@@ -22,48 +22,65 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
         raise ValueError(f"batch_norm: input has {c} channels; gamma, beta and the running statistics must all have shape ({c},), "
                          f"got {gamma.shape}, {beta.shape}, {running_mean.shape}, {running_var.shape}")
     check_dtypes("batch_norm", x, gamma, beta)
-    xp = x.xp
+    xp, data = x.xp, x.data
     axes, count = (0, 2, 3), x.shape[0] * x.shape[2] * x.shape[3]
+    if training and count < 2:
+        raise ValueError(f"batch_norm: training mode needs more than one value per channel to estimate a variance, "
+                         f"got input of shape {x.shape}; use a batch larger than 1 or call model.eval()")
+    # Every channel is normalised on its own, so groups of channels go to the worker threads.
+    groups = threads.channel_slices(data)
     if training:
-        if count < 2:
-            raise ValueError(f"batch_norm: training mode needs more than one value per channel to estimate a variance, "
-                             f"got input of shape {x.shape}; use a batch larger than 1 or call model.eval()")
-        mu = x.data.mean(axis=axes)
-        centred = xp.subtract(x.data, mu.reshape(1, c, 1, 1), out=memory.empty_like(x.data))
-        var = _channel_dot(centred, centred) / count
+        mu, var = xp.empty(c, dtype=x.dtype), xp.empty(c, dtype=x.dtype)
+    else:
+        mu, var = running_mean.astype(x.dtype), running_var.astype(x.dtype)
+    inv_std = xp.empty(c, dtype=x.dtype)
+    y = memory.empty_like(data)
+
+    def normalise(channels):
+        x_c, y_c = data[:, channels], y[:, channels]
+        if training:
+            mu[channels] = x_c.mean(axis=axes)
+        xp.subtract(x_c, _per_channel(mu[channels]), out=y_c)
+        if training:
+            var[channels] = _channel_dot(y_c, y_c) / count
+        inv_std[channels] = 1.0 / xp.sqrt(var[channels] + eps)
+        y_c *= _per_channel(gamma.data[channels] * inv_std[channels])
+        y_c += _per_channel(beta.data[channels])
+    threads.parallel(normalise, groups)
+    if training:
         running_mean *= 1 - momentum
         running_mean += momentum * mu
         running_var *= 1 - momentum
         running_var += momentum * var * count / (count - 1)
-    else:
-        mu, var = running_mean.astype(x.dtype), running_var.astype(x.dtype)
-        centred = xp.subtract(x.data, mu.reshape(1, c, 1, 1), out=memory.empty_like(x.data))
-    inv_std = (1.0 / xp.sqrt(var + eps)).reshape(1, c, 1, 1)
-    g4, b4 = gamma.data.reshape(1, c, 1, 1), beta.data.reshape(1, c, 1, 1)
-    mu4 = mu.reshape(1, c, 1, 1)
 
     def backward(g):
-        # x_hat again from x, which the graph keeps anyway (it is this op's input): keeping x_hat
-        # from the forward pass would hold one more full-size array per layer until here.
-        x_hat = xp.subtract(x.data, mu4, out=memory.empty_like(x.data))
-        x_hat *= inv_std
-        d_gamma = _channel_dot(g, x_hat)
-        d_beta = g.sum(axis=axes)
-        if training:
-            # mu and var depend on every x: with d_x_hat = gamma g, the two mean terms remove its
-            # components along 1 and along x_hat, and those means are d_beta and d_gamma / count.
-            d_x = x_hat
-            d_x *= (-d_gamma / count).reshape(1, c, 1, 1)
-            d_x += g
-            d_x -= (d_beta / count).reshape(1, c, 1, 1)
-            d_x *= g4 * inv_std
-        else:
-            d_x = xp.multiply(g, g4 * inv_std, out=memory.empty_like(g))
+        d_x, d_gamma, d_beta = memory.empty_like(data), xp.empty(c, dtype=g.dtype), xp.empty(c, dtype=g.dtype)
+
+        def differentiate(channels):
+            g_c, d_c, scale = g[:, channels], d_x[:, channels], _per_channel(inv_std[channels])
+            # x_hat again from x, which the graph keeps anyway (it is this op's input): keeping
+            # x_hat from the forward pass would hold one more full-size array per layer until here.
+            x_hat = xp.subtract(data[:, channels], _per_channel(mu[channels]), out=d_c)
+            x_hat *= scale
+            d_gamma[channels] = _channel_dot(g_c, x_hat)
+            d_beta[channels] = g_c.sum(axis=axes)
+            if training:
+                # mu and var depend on every x: with d_x_hat = gamma g, the two mean terms remove
+                # its components along 1 and along x_hat, and those means are d_beta and d_gamma / count.
+                d_c *= _per_channel(-d_gamma[channels] / count)
+                d_c += g_c
+                d_c -= _per_channel(d_beta[channels] / count)
+                d_c *= _per_channel(gamma.data[channels]) * scale
+            else:
+                xp.multiply(g_c, _per_channel(gamma.data[channels]) * scale, out=d_c)
+        threads.parallel(differentiate, groups)
         return d_x, d_gamma, d_beta
-    y = centred  # in place: centred is not needed again, and this saves a full-size array
-    y *= g4 * inv_std
-    y += b4
     return Tensor.from_op(y, (x, gamma, beta), backward, "batch_norm")
+
+
+def _per_channel(values):
+    """A vector over channels, shaped to broadcast over (N, C, H, W)."""
+    return values.reshape(1, -1, 1, 1)
 
 
 def _channel_dot(a, b):

@@ -1,5 +1,5 @@
 """Stochastic gradient descent with momentum and weight decay."""
-from . import backend, memory
+from . import backend, memory, threads
 
 
 class SGD:
@@ -36,17 +36,17 @@ class SGD:
         """Global L2 norm of the gradients: sqrt(sum over parameters of sum grad^2)."""
         # Summed in float64 (without a float64 copy of the gradient): a float32 sum over tens of
         # millions of squares would be off in the fourth digit.
-        squares = [p.xp.square(p.grad, out=memory.empty_like(p.grad)).sum(dtype="float64")
-                   for p in self.parameters if p.grad is not None]
+        squares = self._each(lambda p: p.xp.square(p.grad, out=memory.empty_like(p.grad)).sum(dtype="float64"),
+                             [p for p in self.parameters if p.grad is not None])
         return float(sum(squares)) ** 0.5  # one device-to-host transfer, not one per parameter
 
     def step(self):
         """One update; returns the gradient norm before clipping."""
         norm = self.grad_norm()
         scale = min(1.0, self.clip_norm / (norm + 1e-12)) if self.clip_norm else 1.0
-        for p, v, (lr_mult, decay_mult) in zip(self.parameters, self.velocities, self.multipliers):
-            if p.grad is None:
-                continue
+
+        def update(item):
+            p, v, (lr_mult, decay_mult) = item
             # In place, term by term, the products in one reused array: the paper preset has 185
             # million parameters, and every temporary array is a pass over all of them.
             lr, xp, term = self.lr * lr_mult, p.xp, memory.empty_like(p.data)
@@ -55,7 +55,14 @@ class SGD:
             if self.weight_decay * decay_mult:
                 v += xp.multiply(p.data, lr * self.weight_decay * decay_mult, out=term)
             p.data -= v
+        self._each(update, [item for item in zip(self.parameters, self.velocities, self.multipliers) if item[0].grad is not None])
         return norm
+
+    def _each(self, task, items):
+        """task(item) for each item, in order: parameters are independent, so on the CPU the
+        worker threads share them out (``minimenet.threads``)."""
+        on_cpu = all(type(p.data).__module__ == "numpy" for p in self.parameters)
+        return threads.parallel(task, items) if on_cpu else [task(item) for item in items]
 
     def state_dict(self):
         return {f"velocity.{i}": backend.to_numpy(v).copy() for i, v in enumerate(self.velocities)}

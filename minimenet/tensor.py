@@ -11,7 +11,7 @@ import contextlib
 
 import numpy
 
-from . import memory
+from . import memory, threads
 from .backend import array_module, xp as default_xp
 
 _grad_enabled = True
@@ -234,7 +234,7 @@ def _broadcast_shape(op, a, b):
 
 def _sum(a, b):
     """a + b (same shape) in reused memory (``minimenet.memory``)."""
-    return array_module(a).add(a, b, out=memory.empty_like(a))
+    return threads.apply(array_module(a).add, a, b, out=memory.empty_like(a))
 
 
 def add(a, b):
@@ -244,7 +244,7 @@ def add(a, b):
     def backward(g):
         return _unbroadcast(g, a.shape), _unbroadcast(g, b.shape)
     out = memory.empty(_broadcast_shape("add", a, b), a.dtype, like=a.data)
-    return Tensor.from_op(a.xp.add(a.data, b.data, out=out), (a, b), backward, "add")
+    return Tensor.from_op(threads.apply(a.xp.add, a.data, b.data, out=out), (a, b), backward, "add")
 
 
 def mul(a, b):
@@ -285,11 +285,12 @@ def reshape(x, shape):
 
 
 def relu(x):
-    positive = x.data > 0
+    xp = x.xp
+    positive = threads.apply(xp.greater, x.data, 0, out=xp.empty(x.shape, dtype=bool))
 
     def backward(g):
-        return (x.xp.multiply(g, positive, out=memory.empty_like(g)),)
-    return Tensor.from_op(x.xp.multiply(x.data, positive, out=memory.empty_like(x.data)), (x,), backward, "relu")
+        return (threads.apply(xp.multiply, g, positive, out=memory.empty_like(g)),)
+    return Tensor.from_op(threads.apply(xp.multiply, x.data, positive, out=memory.empty_like(x.data)), (x,), backward, "relu")
 
 
 def tanh(x):

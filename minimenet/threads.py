@@ -92,5 +92,37 @@ def matmul(a, b, out):
     return out
 
 
+# Elementwise work under this many elements stays on the calling thread: handing it out costs
+# more than it saves.
+MIN_SPLIT_ELEMENTS = 2**16
+
+
+def channel_slices(out):
+    """How ``apply`` and the batch norm share out an array's work: slices of its axis 1 (the
+    channels of an NCHW array; the batch rarely divides evenly over the workers), one per worker,
+    or a single slice of everything where that is not worth it."""
+    channels = out.shape[1] if out.ndim > 1 else 0
+    if (_workers == 1 or channels < _workers or out.size < MIN_SPLIT_ELEMENTS or type(out) is not numpy.ndarray
+            or getattr(_inside_worker, "active", False)):
+        return [slice(None)]
+    step = -(-channels // _workers)
+    return [slice(start, start + step) for start in range(0, channels, step)]
+
+
+def apply(ufunc, *args, out):
+    """ufunc(*args, out=out), shared out over the workers by ``channel_slices``: each worker
+    computes its channels of out from the same channels of every argument that has them (the
+    others, e.g. a bias of shape (1, C, 1, 1) or a number, are broadcast whole)."""
+    parts = channel_slices(out)
+    if len(parts) == 1:
+        return ufunc(*args, out=out)
+
+    def part(channels):
+        ufunc(*(a[:, channels] if getattr(a, "ndim", 0) == out.ndim and a.shape[1] == out.shape[1] else a
+                for a in args), out=out[:, channels])
+    parallel(part, parts)
+    return out
+
+
 def _mark_worker():
     _inside_worker.active = True

@@ -739,8 +739,10 @@ def test_the_model_on_the_kernels_matches_the_model_on_numpy(monkeypatch):
         manual_seed(0)
         model = MEnet(MEnetConfig(image_size=32, width=2, metric_gradient="exact"))
         rng = np.random.default_rng(14)
-        images = Tensor(rng.standard_normal((2, 3, 32, 32)).astype(np.float32))
-        masks = (rng.random((2, 32, 32)) < 0.3).astype(np.int32)
+        # Batch 4: at batch 2 the 1 x 1 deepest level's batch norms see 2 values per channel, and
+        # their gradient turns float32 rounding (summation order) into differences of 0.5 %.
+        images = Tensor(rng.standard_normal((4, 3, 32, 32)).astype(np.float32))
+        masks = (rng.random((4, 32, 32)) < 0.3).astype(np.int32)
         loss, _ = model.loss(model(images), masks)
         loss.backward()
         return loss.item(), [p.grad.copy() for p in model.parameters()]

@@ -115,3 +115,38 @@ def test_matmul_shares_rows_out_on_the_calling_thread_and_is_one_product_on_a_wo
     products.clear()
     threads.parallel(lambda _: threads.matmul(a, b, np.empty((7, 3))), range(2))
     assert sorted(rows for _, rows in products) == [7, 7]
+
+
+def test_apply_shares_out_channels_and_broadcasts_the_rest(two_workers, monkeypatch, rng):
+    monkeypatch.setattr(threads, "MIN_SPLIT_ELEMENTS", 1)
+    x, bias = rng.standard_normal((3, 5, 4, 2)), rng.standard_normal((1, 5, 1, 1))
+    assert threads.channel_slices(x) == [slice(0, 3), slice(3, 6)]
+    np.testing.assert_array_equal(threads.apply(np.add, x, bias, out=np.empty_like(x)), x + bias)
+    np.testing.assert_array_equal(threads.apply(np.multiply, x, 2.0, out=np.empty_like(x)), 2 * x)
+    assert two_workers.history == [1, 2, 1, 2]
+    assert threads.channel_slices(x[:, :1]) == [slice(None)]  # fewer channels than workers
+
+
+def test_the_ops_on_two_workers_match_one_worker(two_workers, monkeypatch, rng):
+    """Batch norm (train and eval, forward and backward), relu, add and SGD, their work shared
+    out by channels (or parameters) on two workers, against the same on one."""
+    import minimenet as mm
+    monkeypatch.setattr(threads, "MIN_SPLIT_ELEMENTS", 1)
+    x0, g0 = rng.standard_normal((3, 5, 4, 6)), rng.standard_normal((3, 5, 4, 6))
+    gamma0, beta0 = rng.standard_normal(5), rng.standard_normal(5)
+
+    def run():
+        x = mm.Tensor(x0, requires_grad=True)
+        gamma, beta = mm.Tensor(gamma0.copy(), requires_grad=True), mm.Tensor(beta0.copy(), requires_grad=True)
+        stats = [np.zeros(5), np.ones(5)]
+        out = mm.relu(mm.add(mm.batch_norm(x, gamma, beta, *stats, training=True), x))
+        evaluated = mm.batch_norm(out, gamma, beta, *stats, training=False)
+        evaluated.backward(g0)
+        sgd = mm.SGD([gamma, beta], lr=0.1, momentum=0.9, weight_decay=0.01)
+        sgd.step()
+        return [evaluated.data, x.grad, gamma.grad, beta.grad, *stats, gamma.data, beta.data]
+    shared = run()
+    assert two_workers.history  # the work was shared out
+    monkeypatch.setattr(threads, "_workers", 1)
+    for got, expected in zip(shared, run()):
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
