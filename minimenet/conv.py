@@ -45,6 +45,8 @@ from .tensor import Tensor, add, check_dtypes
 BAND_BUDGET = 2**20
 COLUMNS_BUDGET = 2**23
 
+FORWARD_BY_COL2IM = 2.0
+
 _scratch = threading.local()
 
 
@@ -110,6 +112,11 @@ def conv2d_forward(x, w, stride, padding):
     threads (``minimenet.threads``)."""
     xp = array_module(x)
     g = ConvGeometry.of(x.shape, w.shape, stride, padding, "conv2d_forward")
+    (kh, kw), (ph, pw) = w.shape[2:], g.padding
+    if g.stride == (1, 1) and ph < kh and pw < kw and FORWARD_BY_COL2IM * g.out_channels < g.in_channels:
+        # Few outputs from many inputs (the scale maps' 32 -> 1): the forward is the input
+        # gradient of the adjoint convolution, whose col2im copies Co kh kw planes, not Ci kh kw.
+        return _input_grad_by_col2im(x, w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), g.y_shape, (1, 1), (kh - 1 - ph, kw - 1 - pw))
     y = memory.empty(g.y_shape, x.dtype, like=x)
     weight_rows = w.reshape(g.out_channels, -1)
 
@@ -164,18 +171,26 @@ def conv2d_input_grad(dy, w, x_shape, stride, padding, method=None):
 
 
 def _input_grad_by_col2im(dy, w, x_shape, stride, padding):
-    """One image at a time (on the worker threads): its columns w^T dy, then added tap by tap
-    onto its zeroed, padded image."""
+    """The columns w^T dy of each image added tap by tap onto its zeroed, padded image, one
+    image at a time on the worker threads. Small images' columns come from one product for all
+    of them, as in the forward (the 1 x 1 -> 7 x 7 expand layer reads its 205 MB weight once,
+    not once per image)."""
     xp = array_module(dy)
     (co, ci, kh, kw), (sh, sw), (ph, pw) = w.shape, stride, padding
     b, _, ho, wo = dy.shape
     _, _, h, wd = x_shape
     weight_columns = w.reshape(co, -1).T
     padded = memory.empty((b, ci, h + 2 * ph, wd + 2 * pw), dy.dtype, like=dy)
+    if b * ci * kh * kw * ho * wo <= COLUMNS_BUDGET:
+        every_image = _matmul(xp, weight_columns, dy.transpose(1, 0, 2, 3).reshape(co, -1),
+                              memory.empty((ci * kh * kw, b * ho * wo), dy.dtype, like=dy)).reshape(ci, kh, kw, b, ho, wo)
 
     def scatter(image):
-        columns = _matmul(xp, weight_columns, dy[image].reshape(co, ho * wo),
-                          memory.empty((ci * kh * kw, ho * wo), dy.dtype, like=dy)).reshape(ci, kh, kw, ho, wo)
+        if b * ci * kh * kw * ho * wo <= COLUMNS_BUDGET:
+            columns = every_image[:, :, :, image]
+        else:
+            columns = _matmul(xp, weight_columns, dy[image].reshape(co, ho * wo),
+                              memory.empty((ci * kh * kw, ho * wo), dy.dtype, like=dy)).reshape(ci, kh, kw, ho, wo)
         target = padded[image]
         target[...] = 0
         for u in range(kh):

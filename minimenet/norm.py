@@ -40,12 +40,16 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
         x_c, y_c = data[:, channels], y[:, channels]
         if training:
             mu[channels] = x_c.mean(axis=axes)
-        xp.subtract(x_c, _per_channel(mu[channels]), out=y_c)
-        if training:
+            xp.subtract(x_c, _per_channel(mu[channels]), out=y_c)
             var[channels] = _channel_dot(y_c, y_c) / count
         inv_std[channels] = 1.0 / xp.sqrt(var[channels] + eps)
-        y_c *= _per_channel(gamma.data[channels] * inv_std[channels])
-        y_c += _per_channel(beta.data[channels])
+        scale = gamma.data[channels] * inv_std[channels]
+        if training:
+            y_c *= _per_channel(scale)
+            y_c += _per_channel(beta.data[channels])
+        else:  # the statistics are constants: y = x scale + (beta - mu scale), two passes over x
+            xp.multiply(x_c, _per_channel(scale), out=y_c)
+            y_c += _per_channel(beta.data[channels] - mu[channels] * scale)
     threads.parallel(normalise, groups)
     if training:
         running_mean *= 1 - momentum

@@ -286,11 +286,12 @@ def reshape(x, shape):
 
 def relu(x):
     xp = x.xp
-    positive = threads.apply(xp.greater, x.data, 0, out=xp.empty(x.shape, dtype=bool))
+    y = threads.apply(xp.maximum, x.data, 0, out=memory.empty_like(x.data))
 
     def backward(g):
-        return (threads.apply(xp.multiply, g, positive, out=memory.empty_like(g)),)
-    return Tensor.from_op(threads.apply(xp.multiply, x.data, positive, out=memory.empty_like(x.data)), (x,), backward, "relu")
+        # y > 0 exactly where x > 0; the graph keeps y anyway (the next op's input), not a mask.
+        return (threads.apply(xp.multiply, g, y > 0, out=memory.empty_like(g)),)
+    return Tensor.from_op(y, (x,), backward, "relu")
 
 
 def tanh(x):

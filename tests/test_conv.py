@@ -31,6 +31,8 @@ CASES = [
     (4, 2, 5, 5, 3, (3, 2), (2, 1), (0, 1)),   # non-square kernel, stride and padding
     (2, 3, 3, 3, 5, (3, 3), (1, 1), (2, 2)),   # padding wider than the kernel reaches
     (2, 2, 3, 4, 2, (2, 2), (1, 1), (3, 3)),   # padding past the kernel: bands of nothing but zeros
+    (2, 5, 6, 7, 2, (3, 3), (1, 1), (1, 1)),   # few outputs from many inputs: the forward by col2im
+    (3, 6, 5, 4, 1, (2, 3), (1, 1), (0, 2)),   # one output channel (a scale map), non-square kernel
 ]
 
 
