@@ -129,13 +129,16 @@ def conv2d_forward(x, w, stride, padding):
         else:  # one product for the images (22 % faster than one per image on 7 x 7 images), then (Co, n) swapped
             product = _matmul(xp, weight_rows, columns, memory.empty((g.out_channels, columns.shape[1]), x.dtype, like=x))
             y[first:first + n] = product.reshape(g.out_channels, n, g.out_height, g.out_width).transpose(1, 0, 2, 3)
-    _each(xp, convolve, list(_blocks(g)))
+    _each(xp, convolve, list(_blocks(g)), g)
     return y
 
 
-def _each(xp, task, items):
-    """task(item) for every item: on the worker threads for NumPy arrays, in order for CuPy's."""
-    return threads.parallel(task, items) if xp is numpy else [task(item) for item in items]
+def _each(xp, task, items, geometry):
+    """task(item) for every item: on the worker threads for NumPy arrays of a convolution large
+    enough (``threads.MIN_SPLIT_MULTIPLY_ADDS``), else in order."""
+    if xp is numpy and geometry.multiply_adds >= threads.MIN_SPLIT_MULTIPLY_ADDS:
+        return threads.parallel(task, items)
+    return [task(item) for item in items]
 
 
 def _matmul(xp, a, b, out):
@@ -196,7 +199,7 @@ def _input_grad_by_col2im(dy, w, x_shape, stride, padding):
         for u in range(kh):
             for v in range(kw):
                 target[:, u:u + sh * (ho - 1) + 1:sh, v:v + sw * (wo - 1) + 1:sw] += columns[:, u, v]
-    _each(xp, scatter, range(b))
+    _each(xp, scatter, range(b), ConvGeometry.of(x_shape, w.shape, stride, padding, "conv2d_input_grad"))
     return padded[:, :, ph:ph + h, pw:pw + wd]
 
 
@@ -255,7 +258,7 @@ def conv2d_weight_grad(x, dy, w_shape, stride, padding):
     g = ConvGeometry.of(x.shape, w_shape, stride, padding, "conv2d_weight_grad")
     g.check_output(dy.shape, "conv2d_weight_grad")
     blocks = list(_blocks(g))
-    shares = min(len(blocks), threads.workers() if xp is numpy else 1)
+    shares = min(len(blocks), threads.workers() if xp is numpy and g.multiply_adds >= threads.MIN_SPLIT_MULTIPLY_ADDS else 1)
 
     def partial_sum(share):
         total = None
@@ -271,7 +274,7 @@ def conv2d_weight_grad(x, dy, w_shape, stride, padding):
             else:
                 total += product
         return total
-    dw, *others = _each(xp, partial_sum, range(shares))
+    dw, *others = _each(xp, partial_sum, range(shares), g)
     for other in others:
         dw += other
     return dw.reshape(g.w_shape)

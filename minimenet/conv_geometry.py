@@ -93,6 +93,11 @@ class ConvGeometry:
     def padding(self):
         return (self.pad_h, self.pad_w)
 
+    @property
+    def multiply_adds(self):
+        """Multiply-adds of the forward (and of each gradient): every output times Ci kh kw."""
+        return math.prod(self.y_shape) * self.in_channels * self.kernel_height * self.kernel_width
+
     def check_output(self, dy_shape, op):
         """A gradient dy must have the output's shape."""
         if tuple(dy_shape) != self.y_shape:

@@ -60,9 +60,11 @@ class SGD:
 
     def _each(self, task, items):
         """task(item) for each item, in order: parameters are independent, so on the CPU the
-        worker threads share them out (``minimenet.threads``)."""
+        worker threads share them out (``minimenet.threads``) where they are large enough on
+        average to be worth handing out."""
         on_cpu = all(type(p.data).__module__ == "numpy" for p in self.parameters)
-        return threads.parallel(task, items) if on_cpu else [task(item) for item in items]
+        large = sum(p.data.size for p in self.parameters) >= threads.MIN_SPLIT_ELEMENTS * len(self.parameters)
+        return threads.parallel(task, items) if on_cpu and large else [task(item) for item in items]
 
     def state_dict(self):
         return {f"velocity.{i}": backend.to_numpy(v).copy() for i, v in enumerate(self.velocities)}

@@ -83,8 +83,8 @@ def parallel(task, items):
 
 def matmul(a, b, out):
     """out = a @ b for 2-D NumPy arrays, the rows of a (and of out) shared out over the workers
-    (one product where there is one worker, or when called from a worker)."""
-    if _workers == 1 or getattr(_inside_worker, "active", False):
+    (one product where there is one worker, when called from a worker, or for a small product)."""
+    if _workers == 1 or getattr(_inside_worker, "active", False) or a.size * b.shape[1] < MIN_SPLIT_MULTIPLY_ADDS:
         return numpy.matmul(a, b, out=out)
     step = -(-a.shape[0] // _workers)
     rows = [slice(start, start + step) for start in range(0, a.shape[0], step)]
@@ -92,9 +92,11 @@ def matmul(a, b, out):
     return out
 
 
-# Elementwise work under this many elements stays on the calling thread: handing it out costs
-# more than it saves.
-MIN_SPLIT_ELEMENTS = 2**16
+# Work below these sizes stays on the calling thread, where handing it out (tens of
+# microseconds) would cost more than it saves: the tiny preset's step took 173 ms on two workers
+# with no floor against 92 ms on one thread.
+MIN_SPLIT_ELEMENTS = 2**18       # elementwise: elements of the output
+MIN_SPLIT_MULTIPLY_ADDS = 2**25  # matrix products: multiply-adds
 
 
 def channel_slices(out):

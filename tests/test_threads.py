@@ -30,6 +30,7 @@ def two_workers(monkeypatch):
     monkeypatch.setattr(threads, "_openblas", (blas.get, blas.set))
     monkeypatch.setattr(threads, "_workers", 2)
     monkeypatch.setattr(threads, "_pool", None)
+    monkeypatch.setattr(threads, "MIN_SPLIT_MULTIPLY_ADDS", 1)  # the tests' arrays are small
     return blas
 
 
@@ -131,7 +132,7 @@ def test_the_ops_on_two_workers_match_one_worker(two_workers, monkeypatch, rng):
     """Batch norm (train and eval, forward and backward), relu, add and SGD, their work shared
     out by channels (or parameters) on two workers, against the same on one."""
     import minimenet as mm
-    monkeypatch.setattr(threads, "MIN_SPLIT_ELEMENTS", 1)
+    monkeypatch.setattr(threads, "MIN_SPLIT_ELEMENTS", 1)  # also makes SGD's two parameters "large"
     x0, g0 = rng.standard_normal((3, 5, 4, 6)), rng.standard_normal((3, 5, 4, 6))
     gamma0, beta0 = rng.standard_normal(5), rng.standard_normal(5)
 
@@ -150,3 +151,13 @@ def test_the_ops_on_two_workers_match_one_worker(two_workers, monkeypatch, rng):
     monkeypatch.setattr(threads, "_workers", 1)
     for got, expected in zip(shared, run()):
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_small_work_stays_on_the_calling_thread(two_workers, monkeypatch, rng):
+    monkeypatch.setattr(threads, "MIN_SPLIT_MULTIPLY_ADDS", 10**9)
+    x, w, dy, stride, padding = case_arrays(CASES[0], "float64")
+    conv.conv2d_forward(x, w, stride, padding)
+    conv.conv2d_weight_grad(x, dy, w.shape, stride, padding)
+    threads.matmul(rng.standard_normal((4, 3)), rng.standard_normal((3, 2)), np.empty((4, 2)))
+    assert threads.channel_slices(rng.standard_normal((2, 4, 8, 8))) == [slice(None)]  # under MIN_SPLIT_ELEMENTS
+    assert two_workers.history == []
