@@ -17,7 +17,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def child(framework, preset, batch, steps):
+def child(framework, preset, batch, steps, threads):
     """Runs in the child: build, step, print the peak RSS in MiB."""
     sys.path.insert(0, os.path.join(HERE, ".."))
     sys.path.insert(0, HERE)
@@ -28,17 +28,17 @@ def child(framework, preset, batch, steps):
         _, step, _ = minimenet_runner(preset, images, masks, 0.01)
     else:
         import torch
-        torch.set_num_threads(1)
+        torch.set_num_threads(threads)
         _, step, _ = torch_runner(torch, preset, images, masks, 0.01, "cpu")
     for _ in range(steps):
         step()
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
-def peak_mib(framework, preset, batch, steps):
+def peak_mib(framework, preset, batch, steps, threads):
     out = subprocess.run([sys.executable, __file__, "--child", framework, "--preset", preset, "--batch", str(batch),
-                          "--steps", str(steps)], check=True, capture_output=True, text=True,
-                         env={**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
+                          "--steps", str(steps), "--threads", str(threads)], check=True, capture_output=True, text=True,
+                         env={**os.environ, "OPENBLAS_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)})
     return float(out.stdout.split()[-1])
 
 
@@ -47,16 +47,19 @@ def main():
     p.add_argument("--preset", default="paper", choices=["tiny", "paper"])
     p.add_argument("--batch", type=int, default=5)
     p.add_argument("--steps", type=int, default=2, help="training steps (default 2: the second has the optimizer state)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="BLAS and torch threads, and so minimenet's worker threads (default 1)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        return child(args.child, args.preset, args.batch, args.steps)
+        return child(args.child, args.preset, args.batch, args.steps, args.threads)
     print(f"# peak_memory: {args.preset} preset, batch {args.batch}, {args.steps} training steps, one process per row, "
-          f"1 thread; load average {os.getloadavg()[0]:.1f}")
+          f"{args.threads} thread(s); load average {os.getloadavg()[0]:.1f}")
     print("| framework | model + batch only | after the steps | the steps' share |\n|---|---|---|---|")
     for framework in ("minimenet", "torch"):
         try:
-            base, peak = peak_mib(framework, args.preset, args.batch, 0), peak_mib(framework, args.preset, args.batch, args.steps)
+            base = peak_mib(framework, args.preset, args.batch, 0, args.threads)
+            peak = peak_mib(framework, args.preset, args.batch, args.steps, args.threads)
         except subprocess.CalledProcessError as error:
             print(f"| {framework} | failed: {error.stderr.strip().splitlines()[-1]} | | |")
             continue

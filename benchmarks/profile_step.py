@@ -11,7 +11,10 @@ Attribution, all by wall clock (``time.perf_counter``):
   gradient, the weight gradient, and within each the im2col copies, ``_block_columns``) are
   timed on their own and taken out of whatever called them, so "conv2d forward" is what remains
   around them (almost nothing) and "conv forward product" excludes its im2col. A transposed
-  convolution's forward is the input-gradient primitive, its backward the other two.
+  convolution's forward is the input-gradient primitive, its backward the other two. With
+  several worker threads (``minimenet.threads``) the im2col copies of a layer run beside each
+  other inside its primitive, so only those made on the main thread get their own row; the
+  others count in their primitive's.
 
     python benchmarks/profile_step.py                         # paper preset, batch 5, 1 step after 1 warm-up
     python benchmarks/profile_step.py --preset tiny --batch 8 --steps 5
@@ -21,6 +24,7 @@ import collections
 import os
 import platform
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -88,7 +92,12 @@ def install(profile):
     Tensor.from_op = classmethod(from_op)
     for module, name, row in PRIMITIVES:
         original = getattr(module, name)
-        setattr(module, name, lambda *args, _f=original, _row=row: profile.timed((_row, profile.phase), _f, *args))
+
+        def timed(*args, _f=original, _row=row):
+            if threading.current_thread() is not threading.main_thread():  # one timer stack, the main thread's
+                return _f(*args)
+            return profile.timed((_row, profile.phase), _f, *args)
+        setattr(module, name, timed)
 
 
 def profile_steps(preset, batch, steps, warmup):

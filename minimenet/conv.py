@@ -13,16 +13,17 @@ the convolution's input gradient and its input gradient is the convolution's for
 runs on the very same three primitives with the roles of x and dy swapped.
 
 On the CPU the forward and the weight gradient are im2col + matrix products (BLAS does the
-work), a block of images or of rows at a time in reused buffers (``_blocks``); nothing but x is
-kept for the backward pass, where the weight gradient rebuilds the columns it needs. The input
-gradient is either col2im or, per sub-pixel phase, a stride-1 forward of dy by the taps that
-reach that phase, whichever moves less data (at stride 1, one forward). Where ``backend.runs_on_cuda_kernels`` says so
-(float32 on the GPU), all three are our CUDA kernels (``kernels/*.cu``, launched by
-``minimenet.cuda``). Shapes are checked once, by ``conv_geometry.ConvGeometry``, which both
-paths read.
+work), a block of images or of rows at a time in reused buffers (``_blocks``), the blocks spread
+over the worker threads (``minimenet.threads``); nothing but x is kept for the backward pass,
+where the weight gradient rebuilds the columns it needs. The input gradient is either col2im or,
+per sub-pixel phase, a stride-1 forward of dy by the taps that reach that phase, whichever moves
+less data (at stride 1, one forward); by the same adjointness a stride-1 forward with few
+outputs from many inputs is the col2im of the adjoint. Outputs come from reused memory
+(``minimenet.memory``). Where ``backend.runs_on_cuda_kernels`` says so (float32 on the GPU), all
+three are our CUDA kernels (``kernels/*.cu``, launched by ``minimenet.cuda``). Shapes are
+checked once, by ``conv_geometry.ConvGeometry``, which both paths read.
 """
 import math
-import threading
 
 import numpy
 
@@ -37,31 +38,19 @@ from .tensor import Tensor, add, check_dtypes
 # nothing of its size is kept for the backward pass. An image whose columns exceed BAND_BUDGET
 # elements (4 MB in float32) is cut into bands of output rows that stay in the CPU's cache
 # between the copy that writes them and the product that reads them; smaller images go several
-# to a block, up to COLUMNS_BUDGET elements (32 MB), one product for all. Measured on the
+# to a block, up to COLUMNS_BUDGET elements (16 MB), one product for all. Measured on the
 # paper's layers, batch 5, one thread, forward / weight gradient in ms (README Benchmarks):
 # 224 x 224 x 32 41/45 in 4 MB bands against 59/56 in whole images; 56 x 56 x 128 25/25
-# against 29/28 two images at a time; 7 x 7 x 1024 23/20 all five images in one block against
-# 29/33 two at a time.
+# against 29/28 two images at a time; 7 x 7 x 1024 23/21 all five images in one block against
+# 29/33 two at a time (a 32 MB budget: 23/20).
 BAND_BUDGET = 2**20
-COLUMNS_BUDGET = 2**23
+COLUMNS_BUDGET = 2**22
 
+# A stride-1 forward goes by the adjoint's col2im when Ci exceeds this many times Co: its copies
+# then move Co kh kw planes instead of Ci kh kw. Measured, batch 5, one thread, im2col / col2im
+# in ms: 32 -> 1 at 224 x 224 10.7 / 5.1, 13 -> 2 10.0 / 3.4, 128 -> 32 at 56 x 56 11.2 / 7.2,
+# 64 -> 32 at 112 x 112 20.6 / 17.9 but 11.9 / 12.4 on two threads, 32 -> 16 30.7 / 34.4.
 FORWARD_BY_COL2IM = 2.0
-
-_scratch = threading.local()
-
-
-def _workspace(xp, name, shape, dtype):
-    """A scratch array of ``shape`` for one use at a time under ``name``, its contents undefined:
-    for NumPy a view of a per-thread buffer that only ever grows, so that the same memory serves
-    every layer; CuPy's memory pool already recycles, so there it is a new array."""
-    if xp is not numpy:
-        return xp.empty(shape, dtype=dtype)
-    size = math.prod(shape) * numpy.dtype(dtype).itemsize
-    buffers = _scratch.__dict__.setdefault("buffers", {})
-    if name not in buffers or buffers[name].size < size:
-        buffers[name] = numpy.empty(size, dtype=numpy.uint8)
-    return buffers[name][:size].view(dtype).reshape(shape)
-
 
 def _blocks(geometry):
     """(first image, images, first output row, rows) of each im2col block, in order: whole
@@ -90,7 +79,7 @@ def _block_columns(x, geometry, row, rows):
     top, height = row * g.stride_h - ph, (rows - 1) * g.stride_h + g.kernel_height  # input rows read
     first_inside = min(max(-top, 0), height)  # rows of the block's padded input that hold x
     inside = slice(first_inside, max(min(g.in_height - top, height), first_inside))
-    padded = _workspace(xp, "padded", (x.shape[1], n, height, g.in_width + 2 * pw), x.dtype)
+    padded = memory.scratch("padded", (x.shape[1], n, height, g.in_width + 2 * pw), x.dtype, like=x)
     padded[:, :, :inside.start] = 0
     padded[:, :, inside.stop:] = 0
     padded[:, :, :, :pw] = 0
@@ -100,7 +89,7 @@ def _block_columns(x, geometry, row, rows):
     windows = xp.lib.stride_tricks.as_strided(
         padded, (x.shape[1], g.kernel_height, g.kernel_width, n, rows, g.out_width),
         (s1, s2, s3, s0, s2 * g.stride_h, s3 * g.stride_w))
-    columns = _workspace(xp, "columns", windows.shape, x.dtype)
+    columns = memory.scratch("columns", windows.shape, x.dtype, like=x)
     columns[...] = windows
     return columns.reshape(-1, n * rows * g.out_width)
 
@@ -127,7 +116,7 @@ def conv2d_forward(x, w, stride, padding):
             out = y[first].reshape(g.out_channels, -1)[:, row * g.out_width:(row + rows) * g.out_width]
             _matmul(xp, weight_rows, columns, out)
         else:  # one product for the images (22 % faster than one per image on 7 x 7 images), then (Co, n) swapped
-            product = _matmul(xp, weight_rows, columns, memory.empty((g.out_channels, columns.shape[1]), x.dtype, like=x))
+            product = _matmul(xp, weight_rows, columns, memory.scratch("product", (g.out_channels, columns.shape[1]), x.dtype, like=x))
             y[first:first + n] = product.reshape(g.out_channels, n, g.out_height, g.out_width).transpose(1, 0, 2, 3)
     _each(xp, convolve, list(_blocks(g)), g)
     return y
@@ -186,14 +175,14 @@ def _input_grad_by_col2im(dy, w, x_shape, stride, padding):
     padded = memory.empty((b, ci, h + 2 * ph, wd + 2 * pw), dy.dtype, like=dy)
     if b * ci * kh * kw * ho * wo <= COLUMNS_BUDGET:
         every_image = _matmul(xp, weight_columns, dy.transpose(1, 0, 2, 3).reshape(co, -1),
-                              memory.empty((ci * kh * kw, b * ho * wo), dy.dtype, like=dy)).reshape(ci, kh, kw, b, ho, wo)
+                              memory.scratch("col2im", (ci * kh * kw, b * ho * wo), dy.dtype, like=dy)).reshape(ci, kh, kw, b, ho, wo)
 
     def scatter(image):
         if b * ci * kh * kw * ho * wo <= COLUMNS_BUDGET:
             columns = every_image[:, :, :, image]
         else:
             columns = _matmul(xp, weight_columns, dy[image].reshape(co, ho * wo),
-                              memory.empty((ci * kh * kw, ho * wo), dy.dtype, like=dy)).reshape(ci, kh, kw, ho, wo)
+                              memory.scratch("col2im", (ci * kh * kw, ho * wo), dy.dtype, like=dy)).reshape(ci, kh, kw, ho, wo)
         target = padded[image]
         target[...] = 0
         for u in range(kh):
@@ -228,7 +217,7 @@ def _input_grad_by_phases(dy, w, x_shape, stride, padding):
     _, _, h, wd = x_shape
     rows, low_h, high_h = _phase_plan(h, ho, w.shape[2], sh, ph)
     cols, low_w, high_w = _phase_plan(wd, wo, w.shape[3], sw, pw)
-    padded = memory.empty((b, co, low_h + ho + high_h, low_w + wo + high_w), dy.dtype, like=dy)
+    padded = memory.scratch("phases", (b, co, low_h + ho + high_h, low_w + wo + high_w), dy.dtype, like=dy)
     padded[...] = 0
     padded[:, :, low_h:low_h + ho, low_w:low_w + wo] = dy
     dx = memory.empty((b, ci, h, wd), dy.dtype, like=dy)
@@ -268,11 +257,10 @@ def conv2d_weight_grad(x, dy, w_shape, stride, padding):
                 dy_rows = dy[first].reshape(g.out_channels, -1)[:, row * g.out_width:(row + rows) * g.out_width]
             else:
                 dy_rows = dy[first:first + n].reshape(n, g.out_channels, -1).transpose(1, 0, 2).reshape(g.out_channels, -1)
-            product = _matmul(xp, dy_rows, columns.T, memory.empty((g.out_channels, columns.shape[0]), dy.dtype, like=dy))
-            if total is None:
-                total = product
+            if total is None:  # the result (or a worker's share of it), in memory that outlives this call
+                total = _matmul(xp, dy_rows, columns.T, memory.empty((g.out_channels, columns.shape[0]), dy.dtype, like=dy))
             else:
-                total += product
+                total += _matmul(xp, dy_rows, columns.T, memory.scratch("product", total.shape, dy.dtype, like=dy))
         return total
     dw, *others = _each(xp, partial_sum, range(shares), g)
     for other in others:

@@ -74,3 +74,17 @@ def test_ops_on_reused_memory_keep_every_live_result(rng):
     np.testing.assert_array_equal(z.data, expected_z)
     np.testing.assert_array_equal(w.data, np.maximum(expected_z, 0))
     np.testing.assert_array_equal(x.grad, (x.data > 0) + 1.0)
+
+
+def test_scratch_is_one_growing_buffer_per_name_and_thread():
+    import threading
+    a = memory.scratch("test", (4, 5), np.float32, like=np.empty(0))
+    b = memory.scratch("test", (2, 3), np.float64, like=np.empty(0))
+    assert address(a) == address(b) and b.shape == (2, 3) and b.dtype == np.float64
+    assert not np.shares_memory(memory.scratch("other", (4, 5), np.float32, like=np.empty(0)), a)
+    bigger = memory.scratch("test", (100,), np.float64, like=np.empty(0))
+    assert bigger.size == 100  # grown, a new buffer
+    elsewhere = []
+    worker = threading.Thread(target=lambda: elsewhere.append(memory.scratch("test", (100,), np.float64, like=np.empty(0))))
+    worker.start(), worker.join()
+    assert not np.shares_memory(elsewhere[0], bigger)

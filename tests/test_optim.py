@@ -99,3 +99,26 @@ def test_tiny_conv_net_learns_a_toy_segmentation():
     with minimenet.no_grad():
         prediction = to_numpy(net(inputs).data).argmax(axis=1)
     assert (prediction == labels).mean() > 0.9
+
+
+def test_sgd_in_chunks_matches_the_whole_parameter_update_and_counts_the_change(monkeypatch, rng):
+    """Chunks of 3 elements (a ragged last one), a non-contiguous parameter, and the version
+    counter that tells a stale graph its inputs changed."""
+    from minimenet import optim
+    values = rng.standard_normal((4, 5))
+    grads = [rng.standard_normal((4, 5)) for _ in range(2)]
+
+    def two_steps(chunk, layout):
+        monkeypatch.setattr(optim, "UPDATE_CHUNK", chunk)
+        p = Tensor(minimenet.xp.asarray(layout(values.copy())), requires_grad=True)
+        opt = SGD([p], lr=0.1, momentum=0.9, weight_decay=0.01, clip_norm=1.0)
+        norms = []
+        for g in grads:
+            p.grad = minimenet.xp.asarray(g)
+            norms.append(opt.step())
+        return to_numpy(p.data), norms, p.version
+    whole, whole_norms, _ = two_steps(10**6, lambda a: a)
+    chunked, chunked_norms, version = two_steps(3, lambda a: np.asfortranarray(a))
+    np.testing.assert_allclose(chunked, whole, rtol=1e-13)
+    np.testing.assert_allclose(chunked_norms, whole_norms, rtol=1e-13)
+    assert version >= 2
