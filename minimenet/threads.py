@@ -13,9 +13,9 @@ one thread for the while, and ``matmul`` splits a single product's rows over the
 Every product of a convolution goes through one of the two, so OpenBLAS's own threads stay
 idle: after a multi-threaded product they spin for a while, and on two cores that spinning took
 a core from the next layer's workers (the 3x3 convolutions ran 1.6-1.9 times slower inside the
-network than alone before every product went through here). ``workers()`` is the number of threads OpenBLAS had when NumPy
-loaded it (``OPENBLAS_NUM_THREADS``, else one per core): one keeps everything on the calling
-thread. Where OpenBLAS's thread count cannot be set (another BLAS, or not Linux) there are no
+network than alone before every product went through here). ``workers()`` is the number of
+threads OpenBLAS has (``OPENBLAS_NUM_THREADS``, else one per core, or what threadpoolctl set):
+one keeps everything on the calling thread. Where OpenBLAS's thread count cannot be set (another BLAS, or not Linux) there are no
 workers either, since two threads of ours each calling a multi-threaded BLAS would fight over the
 cores.
 """
@@ -27,7 +27,7 @@ import numpy
 
 _inside_worker = threading.local()
 _lock = threading.Lock()
-_pool = None
+_pools = {}  # worker count -> its thread pool
 
 
 def _find_openblas():
@@ -54,39 +54,37 @@ def _find_openblas():
 
 
 _openblas = _find_openblas()
-_workers = _openblas[0]() if _openblas is not None else 1
 
 
 def workers():
-    """How many threads ``parallel`` runs tasks on."""
-    return _workers
+    """How many threads ``parallel`` runs tasks on: as many as OpenBLAS has now."""
+    return _openblas[0]() if _openblas is not None else 1
 
 
 def parallel(task, items):
     """[task(item) for item in items], the items spread over ``workers()`` threads when there
     are several items and several workers. Tasks must not depend on one another's results."""
     items = list(items)
-    if _workers == 1 or len(items) < 2 or getattr(_inside_worker, "active", False):
+    if getattr(_inside_worker, "active", False) or len(items) < 2 or workers() == 1:
         return [task(item) for item in items]
-    global _pool
-    get_threads, set_threads = _openblas
+    set_threads = _openblas[1]
     with _lock:  # one parallel region at a time: OpenBLAS's thread count is global
-        if _pool is None:
-            _pool = concurrent.futures.ThreadPoolExecutor(_workers, "minimenet-worker", _mark_worker)
-        blas_threads = get_threads()
+        count = workers()
+        if count not in _pools:
+            _pools[count] = concurrent.futures.ThreadPoolExecutor(count, "minimenet-worker", _mark_worker)
         set_threads(1)
         try:
-            return list(_pool.map(task, items))
+            return list(_pools[count].map(task, items))
         finally:
-            set_threads(blas_threads)
+            set_threads(count)
 
 
 def matmul(a, b, out):
     """out = a @ b for 2-D NumPy arrays, the rows of a (and of out) shared out over the workers
     (one product where there is one worker, when called from a worker, or for a small product)."""
-    if _workers == 1 or getattr(_inside_worker, "active", False) or a.size * b.shape[1] < MIN_SPLIT_MULTIPLY_ADDS:
+    if getattr(_inside_worker, "active", False) or a.size * b.shape[1] < MIN_SPLIT_MULTIPLY_ADDS or workers() == 1:
         return numpy.matmul(a, b, out=out)
-    step = -(-a.shape[0] // _workers)
+    step = -(-a.shape[0] // workers())
     rows = [slice(start, start + step) for start in range(0, a.shape[0], step)]
     parallel(lambda part: numpy.matmul(a[part], b, out=out[part]), rows)
     return out
@@ -104,10 +102,10 @@ def channel_slices(out):
     channels of an NCHW array; the batch rarely divides evenly over the workers), one per worker,
     or a single slice of everything where that is not worth it."""
     channels = out.shape[1] if out.ndim > 1 else 0
-    if (_workers == 1 or channels < _workers or out.size < MIN_SPLIT_ELEMENTS or type(out) is not numpy.ndarray
-            or getattr(_inside_worker, "active", False)):
+    if (getattr(_inside_worker, "active", False) or out.size < MIN_SPLIT_ELEMENTS or type(out) is not numpy.ndarray
+            or channels < workers() or workers() == 1):
         return [slice(None)]
-    step = -(-channels // _workers)
+    step = -(-channels // workers())
     return [slice(start, start + step) for start in range(0, channels, step)]
 
 

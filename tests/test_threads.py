@@ -28,8 +28,7 @@ class FakeOpenBLAS:
 def two_workers(monkeypatch):
     blas = FakeOpenBLAS(2)
     monkeypatch.setattr(threads, "_openblas", (blas.get, blas.set))
-    monkeypatch.setattr(threads, "_workers", 2)
-    monkeypatch.setattr(threads, "_pool", None)
+    monkeypatch.setattr(threads, "_pools", {})
     monkeypatch.setattr(threads, "MIN_SPLIT_MULTIPLY_ADDS", 1)  # the tests' arrays are small
     return blas
 
@@ -48,7 +47,7 @@ def test_tasks_run_on_the_workers_with_blas_at_one_thread_and_results_in_order(t
 def test_a_single_task_and_one_worker_stay_on_the_calling_thread(two_workers, monkeypatch):
     caller = threading.current_thread().name
     assert threads.parallel(lambda _: threading.current_thread().name, [0]) == [caller]
-    monkeypatch.setattr(threads, "_workers", 1)
+    two_workers.count = 1
     assert threads.parallel(lambda _: threading.current_thread().name, [0, 1]) == [caller, caller]
     assert two_workers.history == []
 
@@ -148,7 +147,7 @@ def test_the_ops_on_two_workers_match_one_worker(two_workers, monkeypatch, rng):
         return [evaluated.data, x.grad, gamma.grad, beta.grad, *stats, gamma.data, beta.data]
     shared = run()
     assert two_workers.history  # the work was shared out
-    monkeypatch.setattr(threads, "_workers", 1)
+    two_workers.count = 1
     for got, expected in zip(shared, run()):
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
 
