@@ -15,8 +15,8 @@ def blas_threads():
     """Threads NumPy's BLAS uses and its name, with the kernels OpenBLAS runs (threadpoolctl if
     present, else the usual environment variables). Some machines set OPENBLAS_CORETYPE to pin
     older kernels (the development machines pin Haswell's AVX2 ones on AVX-512 CPUs, where PyTorch
-    still uses AVX-512): the name says so, since the products then run at about 60 % of the
-    speed (benchmarks/README.md)."""
+    still uses AVX-512): the name says so, since the products then run at 55-75 % of the speed
+    (benchmarks/README.md)."""
     try:
         import threadpoolctl
         info = [i for i in threadpoolctl.threadpool_info() if i.get("user_api") == "blas"]

@@ -27,9 +27,10 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
     if training and count < 2:
         raise ValueError(f"batch_norm: training mode needs more than one value per channel to estimate a variance, "
                          f"got input of shape {x.shape}; use a batch larger than 1 or call model.eval()")
-    # Every channel is normalised on its own: a block of channels at a time, small enough
-    # (BLOCK_ELEMENTS) that its several passes run in the CPU's cache, the blocks on the worker threads.
-    blocks = _channel_blocks(data)
+    # Every channel is normalised on its own: a group of channels per worker thread, and within
+    # it a block of channels at a time, small enough (BLOCK_ELEMENTS) that its passes run in the
+    # CPU's cache.
+    groups = threads.channel_slices(data)
     if training:
         mu, var = xp.empty(c, dtype=x.dtype), xp.empty(c, dtype=x.dtype)
     else:
@@ -51,7 +52,7 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
         else:  # the statistics are constants: y = x scale + (beta - mu scale)
             xp.multiply(x_c, _per_channel(scale), out=y_c)
             y_c += _per_channel(beta.data[channels] - mu[channels] * scale)
-    threads.parallel(normalise, blocks, data.size)
+    threads.parallel(lambda group: [normalise(block) for block in _channel_blocks(data, group)], groups)
     if training:
         running_mean *= 1 - momentum
         running_mean += momentum * mu
@@ -80,7 +81,7 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
                 xp.multiply(d_c, _per_channel(gamma.data[channels]) * scale, out=d_x[:, channels])
             else:
                 xp.multiply(g_c, _per_channel(gamma.data[channels]) * scale, out=d_x[:, channels])
-        threads.parallel(differentiate, blocks, data.size)
+        threads.parallel(lambda group: [differentiate(block) for block in _channel_blocks(data, group)], groups)
         return d_x, d_gamma, d_beta
     return Tensor.from_op(y, (x, gamma, beta), backward, "batch_norm")
 
@@ -90,13 +91,14 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
 BLOCK_ELEMENTS = 2**18
 
 
-def _channel_blocks(data):
-    """Slices of the channels of data (N, C, H, W), about BLOCK_ELEMENTS each (at least one
-    channel); on the GPU, one slice of all of them."""
+def _channel_blocks(data, group):
+    """The group (a slice) of the channels of data (N, C, H, W) in slices of about
+    BLOCK_ELEMENTS each (at least one channel); on the GPU, the group whole."""
     if type(data).__module__ != "numpy":
-        return [slice(None)]
+        return [group]
+    first, stop, _ = group.indices(data.shape[1])
     step = max(1, BLOCK_ELEMENTS * data.shape[1] // max(1, data.size))
-    return [slice(start, start + step) for start in range(0, data.shape[1], step)]
+    return [slice(start, min(start + step, stop)) for start in range(first, stop, step)]
 
 
 def _per_channel(values):

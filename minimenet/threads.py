@@ -61,13 +61,11 @@ def workers():
     return _openblas[0]() if _openblas is not None else 1
 
 
-def parallel(task, items, elements=None):
+def parallel(task, items):
     """[task(item) for item in items], the items spread over ``workers()`` threads when there
-    are several items and several workers, and the work (``elements``, when given) is at least
-    ``MIN_SPLIT_ELEMENTS``. Tasks must not depend on one another's results."""
+    are several items and several workers. Tasks must not depend on one another's results."""
     items = list(items)
-    small = elements is not None and elements < MIN_SPLIT_ELEMENTS
-    if small or getattr(_inside_worker, "active", False) or len(items) < 2 or workers() == 1:
+    if getattr(_inside_worker, "active", False) or len(items) < 2 or workers() == 1:
         return [task(item) for item in items]
     set_threads = _openblas[1]
     with _lock:  # one parallel region at a time: OpenBLAS's thread count is global
