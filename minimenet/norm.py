@@ -27,9 +27,7 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
     if training and count < 2:
         raise ValueError(f"batch_norm: training mode needs more than one value per channel to estimate a variance, "
                          f"got input of shape {x.shape}; use a batch larger than 1 or call model.eval()")
-    # Every channel is normalised on its own: a group of channels per worker thread, and within
-    # it a block of channels at a time, small enough (BLOCK_ELEMENTS) that its passes run in the
-    # CPU's cache.
+    # Every channel is normalised on its own, so groups of channels go to the worker threads.
     groups = threads.channel_slices(data)
     if training:
         mu, var = xp.empty(c, dtype=x.dtype), xp.empty(c, dtype=x.dtype)
@@ -42,17 +40,17 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
         x_c, y_c = data[:, channels], y[:, channels]
         if training:
             mu[channels] = x_c.mean(axis=axes)
-            centred = xp.subtract(x_c, _per_channel(mu[channels]), out=memory.scratch("batch_norm", x_c.shape, x.dtype, like=data))
-            var[channels] = _channel_dot(centred, centred) / count
+            xp.subtract(x_c, _per_channel(mu[channels]), out=y_c)
+            var[channels] = _channel_dot(y_c, y_c) / count
         inv_std[channels] = 1.0 / xp.sqrt(var[channels] + eps)
         scale = gamma.data[channels] * inv_std[channels]
         if training:
-            xp.multiply(centred, _per_channel(scale), out=y_c)
+            y_c *= _per_channel(scale)
             y_c += _per_channel(beta.data[channels])
-        else:  # the statistics are constants: y = x scale + (beta - mu scale)
+        else:  # the statistics are constants: y = x scale + (beta - mu scale), two passes over x
             xp.multiply(x_c, _per_channel(scale), out=y_c)
             y_c += _per_channel(beta.data[channels] - mu[channels] * scale)
-    threads.parallel(lambda group: [normalise(block) for block in _channel_blocks(data, group)], groups)
+    threads.parallel(normalise, groups)
     if training:
         running_mean *= 1 - momentum
         running_mean += momentum * mu
@@ -63,42 +61,25 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
         d_x, d_gamma, d_beta = memory.empty_like(data), xp.empty(c, dtype=g.dtype), xp.empty(c, dtype=g.dtype)
 
         def differentiate(channels):
-            g_c, scale = g[:, channels], _per_channel(inv_std[channels])
+            g_c, d_c, scale = g[:, channels], d_x[:, channels], _per_channel(inv_std[channels])
             # x_hat again from x, which the graph keeps anyway (it is this op's input): keeping
             # x_hat from the forward pass would hold one more full-size array per layer until here.
-            x_hat = xp.subtract(data[:, channels], _per_channel(mu[channels]),
-                                out=memory.scratch("batch_norm", g_c.shape, g.dtype, like=g))
+            x_hat = xp.subtract(data[:, channels], _per_channel(mu[channels]), out=d_c)
             x_hat *= scale
             d_gamma[channels] = _channel_dot(g_c, x_hat)
             d_beta[channels] = g_c.sum(axis=axes)
             if training:
                 # mu and var depend on every x: with d_x_hat = gamma g, the two mean terms remove
                 # its components along 1 and along x_hat, and those means are d_beta and d_gamma / count.
-                d_c = x_hat
                 d_c *= _per_channel(-d_gamma[channels] / count)
                 d_c += g_c
                 d_c -= _per_channel(d_beta[channels] / count)
-                xp.multiply(d_c, _per_channel(gamma.data[channels]) * scale, out=d_x[:, channels])
+                d_c *= _per_channel(gamma.data[channels]) * scale
             else:
-                xp.multiply(g_c, _per_channel(gamma.data[channels]) * scale, out=d_x[:, channels])
-        threads.parallel(lambda group: [differentiate(block) for block in _channel_blocks(data, group)], groups)
+                xp.multiply(g_c, _per_channel(gamma.data[channels]) * scale, out=d_c)
+        threads.parallel(differentiate, groups)
         return d_x, d_gamma, d_beta
     return Tensor.from_op(y, (x, gamma, beta), backward, "batch_norm")
-
-
-# Elements of a block of channels: 1 MB in float32, so a block's passes after the first read
-# stay in the cache.
-BLOCK_ELEMENTS = 2**18
-
-
-def _channel_blocks(data, group):
-    """The group (a slice) of the channels of data (N, C, H, W) in slices of about
-    BLOCK_ELEMENTS each (at least one channel); on the GPU, the group whole."""
-    if type(data).__module__ != "numpy":
-        return [group]
-    first, stop, _ = group.indices(data.shape[1])
-    step = max(1, BLOCK_ELEMENTS * data.shape[1] // max(1, data.size))
-    return [slice(start, min(start + step, stop)) for start in range(first, stop, step)]
 
 
 def _per_channel(values):

@@ -131,9 +131,7 @@ def test_the_ops_on_two_workers_match_one_worker(two_workers, monkeypatch, rng):
     """Batch norm (train and eval, forward and backward), relu, add and SGD, their work shared
     out by channels (or parameters) on two workers, against the same on one."""
     import minimenet as mm
-    from minimenet import norm
     monkeypatch.setattr(threads, "MIN_SPLIT_ELEMENTS", 1)  # also makes SGD's two parameters "large"
-    monkeypatch.setattr(norm, "BLOCK_ELEMENTS", 2 * 3 * 4 * 6)  # batch norm two channels at a time
     x0, g0 = rng.standard_normal((3, 5, 4, 6)), rng.standard_normal((3, 5, 4, 6))
     gamma0, beta0 = rng.standard_normal(5), rng.standard_normal(5)
 
@@ -150,7 +148,6 @@ def test_the_ops_on_two_workers_match_one_worker(two_workers, monkeypatch, rng):
     shared = run()
     assert two_workers.history  # the work was shared out
     two_workers.count = 1
-    monkeypatch.setattr(norm, "BLOCK_ELEMENTS", 10**9)  # and against all channels at once
     for got, expected in zip(shared, run()):
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
 
