@@ -52,6 +52,7 @@ COLUMNS_BUDGET = 2**22
 # 64 -> 32 at 112 x 112 20.6 / 17.9 but 11.9 / 12.4 on two threads, 32 -> 16 30.7 / 34.4.
 FORWARD_BY_COL2IM = 2.0
 
+
 def _blocks(geometry):
     """(first image, images, first output row, rows) of each im2col block, in order: whole
     images, as many at a time as ``COLUMNS_BUDGET`` holds, or where one image exceeds
@@ -173,12 +174,13 @@ def _input_grad_by_col2im(dy, w, x_shape, stride, padding):
     _, _, h, wd = x_shape
     weight_columns = w.reshape(co, -1).T
     padded = memory.empty((b, ci, h + 2 * ph, wd + 2 * pw), dy.dtype, like=dy)
-    if b * ci * kh * kw * ho * wo <= COLUMNS_BUDGET:
+    together = b * ci * kh * kw * ho * wo <= COLUMNS_BUDGET
+    if together:
         every_image = _matmul(xp, weight_columns, dy.transpose(1, 0, 2, 3).reshape(co, -1),
                               memory.scratch("col2im", (ci * kh * kw, b * ho * wo), dy.dtype, like=dy)).reshape(ci, kh, kw, b, ho, wo)
 
     def scatter(image):
-        if b * ci * kh * kw * ho * wo <= COLUMNS_BUDGET:
+        if together:
             columns = every_image[:, :, :, image]
         else:
             columns = _matmul(xp, weight_columns, dy[image].reshape(co, ho * wo),

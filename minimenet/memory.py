@@ -51,9 +51,7 @@ def empty(shape, dtype, like):
     xp = array_module(like)
     dtype = numpy.dtype(dtype)
     shape = tuple(int(n) for n in (shape if isinstance(shape, (tuple, list)) else (shape,)))
-    size = dtype.itemsize
-    for n in shape:
-        size *= n
+    size = math.prod(shape) * dtype.itemsize
     if xp is not numpy or size < MIN_BYTES:
         return xp.empty(shape, dtype=dtype)
     with _lock:

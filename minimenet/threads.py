@@ -5,8 +5,8 @@ the many small ones of a convolution cut into cache-sized blocks (``conv._blocks
 2-core development machine the forward of a 224 x 224 x 32 layer took 41 ms with one BLAS
 thread and 53 ms with two, and the im2col copies between the products ran on one core either
 way. Run instead as independent blocks on two threads of our own, each with a single-threaded
-BLAS (NumPy releases the GIL in both the copies and the products), the same forward took 26 ms,
-and 12 ms against 22 ms on a 28 x 28 x 256 layer (README, Benchmarks).
+BLAS (NumPy releases the GIL in both the copies and the products), the same forward took 23 ms,
+and 11 ms against 22 ms on a 28 x 28 x 256 layer (README, Benchmarks).
 
 So ``parallel`` runs a list of independent tasks on ``workers()`` threads, with OpenBLAS set to
 one thread for the while, and ``matmul`` splits a single product's rows over them the same way.
@@ -15,15 +15,21 @@ idle: after a multi-threaded product they spin for a while, and on two cores tha
 a core from the next layer's workers (the 3x3 convolutions ran 1.6-1.9 times slower inside the
 network than alone before every product went through here). ``workers()`` is the number of
 threads OpenBLAS has (``OPENBLAS_NUM_THREADS``, else one per core, or what threadpoolctl set):
-one keeps everything on the calling thread. Where OpenBLAS's thread count cannot be set (another BLAS, or not Linux) there are no
-workers either, since two threads of ours each calling a multi-threaded BLAS would fight over the
-cores.
+one keeps everything on the calling thread. Where OpenBLAS's thread count cannot be set
+(another BLAS, or not Linux) there are no workers either, since two threads of ours each calling
+a multi-threaded BLAS would fight over the cores.
 """
 import concurrent.futures
 import ctypes
 import threading
 
 import numpy
+
+# Work below these sizes stays on the calling thread, where handing it out (tens of
+# microseconds) would cost more than it saves: the tiny preset's step took 173 ms on two workers
+# without this floor, 88 ms with it.
+MIN_SPLIT_ELEMENTS = 2**18       # elementwise: elements of the output
+MIN_SPLIT_MULTIPLY_ADDS = 2**25  # matrix products: multiply-adds
 
 _inside_worker = threading.local()
 _lock = threading.Lock()
@@ -89,12 +95,6 @@ def matmul(a, b, out):
     parallel(lambda part: numpy.matmul(a[part], b, out=out[part]), rows)
     return out
 
-
-# Work below these sizes stays on the calling thread, where handing it out (tens of
-# microseconds) would cost more than it saves: the tiny preset's step took 173 ms on two workers
-# with no floor against 92 ms on one thread.
-MIN_SPLIT_ELEMENTS = 2**18       # elementwise: elements of the output
-MIN_SPLIT_MULTIPLY_ADDS = 2**25  # matrix products: multiply-adds
 
 
 def channel_slices(out):
