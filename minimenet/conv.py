@@ -23,8 +23,6 @@ outputs from many inputs is the col2im of the adjoint. Outputs come from reused 
 three are our CUDA kernels (``kernels/*.cu``, launched by ``minimenet.cuda``). Shapes are
 checked once, by ``conv_geometry.ConvGeometry``, which both paths read.
 """
-import math
-
 import numpy
 
 from . import backend, cuda, memory, threads
@@ -210,7 +208,6 @@ def _phase_plan(size, out_size, kernel, stride, padding):
 
 
 def _input_grad_by_phases(dy, w, x_shape, stride, padding):
-    xp = array_module(dy)
     (co, ci, kh, kw), (sh, sw), (ph, pw) = w.shape, stride, padding
     if (sh, sw) == (1, 1) and ph < kh and pw < kw:
         # One phase, every tap, dy padded evenly by k - 1 - p: the forward pads it itself.

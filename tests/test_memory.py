@@ -26,8 +26,9 @@ def test_a_freed_buffer_is_handed_out_again():
 def test_a_buffer_in_use_is_never_handed_out(keep):
     a = memory.empty(LARGE, np.float32, like=np.empty(0))
     a[...] = 1
-    kept = {"array": lambda: a, "slice": lambda: a[10:], "reshaped view": lambda: a.reshape(-1, 4),
-            "view of a view": lambda: a.reshape(-1, 4)[::2].T}[keep]()
+    kept = {"array": lambda array: array, "slice": lambda array: array[10:],
+            "reshaped view": lambda array: array.reshape(-1, 4),
+            "view of a view": lambda array: array.reshape(-1, 4)[::2].T}[keep](a)
     del a
     gc.collect()
     b = memory.empty(LARGE, np.float32, like=np.empty(0))
