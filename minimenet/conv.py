@@ -121,10 +121,15 @@ def conv2d_forward(x, w, stride, padding):
     return y
 
 
+def _shared_out(xp, geometry):
+    """Whether a convolution's work goes to the worker threads: NumPy arrays, and enough of
+    it (``threads.MIN_SPLIT_MULTIPLY_ADDS``)."""
+    return xp is numpy and geometry.multiply_adds >= threads.MIN_SPLIT_MULTIPLY_ADDS
+
+
 def _each(xp, task, items, geometry):
-    """task(item) for every item: on the worker threads for NumPy arrays of a convolution large
-    enough (``threads.MIN_SPLIT_MULTIPLY_ADDS``), else in order."""
-    if xp is numpy and geometry.multiply_adds >= threads.MIN_SPLIT_MULTIPLY_ADDS:
+    """task(item) for every item: on the worker threads where ``_shared_out``, else in order."""
+    if _shared_out(xp, geometry):
         return threads.parallel(task, items)
     return [task(item) for item in items]
 
@@ -246,7 +251,7 @@ def conv2d_weight_grad(x, dy, w_shape, stride, padding):
     g = ConvGeometry.of(x.shape, w_shape, stride, padding, "conv2d_weight_grad")
     g.check_output(dy.shape, "conv2d_weight_grad")
     blocks = list(_blocks(g))
-    shares = min(len(blocks), threads.workers() if xp is numpy and g.multiply_adds >= threads.MIN_SPLIT_MULTIPLY_ADDS else 1)
+    shares = min(len(blocks), threads.workers() if _shared_out(xp, g) else 1)
 
     def partial_sum(share):
         total = None

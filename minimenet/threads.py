@@ -101,11 +101,11 @@ def channel_slices(out):
     """How ``apply`` and the batch norm share out an array's work: slices of its axis 1 (the
     channels of an NCHW array; the batch rarely divides evenly over the workers), one per worker,
     or a single slice of everything where that is not worth it."""
-    channels = out.shape[1] if out.ndim > 1 else 0
+    channels, count = out.shape[1] if out.ndim > 1 else 0, workers()
     if (getattr(_inside_worker, "active", False) or out.size < MIN_SPLIT_ELEMENTS or type(out) is not numpy.ndarray
-            or channels < workers() or workers() == 1):
+            or channels < count or count == 1):
         return [slice(None)]
-    step = -(-channels // workers())
+    step = -(-channels // count)
     return [slice(start, start + step) for start in range(0, channels, step)]
 
 
