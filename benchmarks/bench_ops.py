@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import numpy  # noqa: E402
 
 import minimenet  # noqa: E402
-from minimenet import conv as mconv  # noqa: E402
+from minimenet import conv_cpu as mconv_cpu  # noqa: E402
 from minimenet.conv_geometry import output_size  # noqa: E402
 
 # (name, kind, batch, c_in, c_out, size, kernel, stride, padding)
@@ -143,13 +143,13 @@ def primitive_fns(shape, x, w, g):
     _, kind, *_, s, p = shape
     st, pd = (s, s), (p, p)
     if kind == "conv":
-        return {"forward": lambda: mconv.conv2d_forward(x, w, st, pd),
-                "input_grad": lambda: mconv.conv2d_input_grad(g, w, x.shape, st, pd),
-                "weight_grad": lambda: mconv.conv2d_weight_grad(x, g, w.shape, st, pd)}
+        return {"forward": lambda: mconv_cpu.conv2d_forward(x, w, st, pd),
+                "input_grad": lambda: mconv_cpu.conv2d_input_grad(g, w, x.shape, st, pd),
+                "weight_grad": lambda: mconv_cpu.conv2d_weight_grad(x, g, w.shape, st, pd)}
     # deconv: forward is the input-grad primitive, its backward the forward and weight-grad ones
-    return {"forward(col2im)": lambda: mconv.conv2d_input_grad(x, w, g.shape, st, pd),
-            "input_grad(im2col)": lambda: mconv.conv2d_forward(g, w, st, pd),
-            "weight_grad": lambda: mconv.conv2d_weight_grad(g, x, w.shape, st, pd)}
+    return {"forward(col2im)": lambda: mconv_cpu.conv2d_input_grad(x, w, g.shape, st, pd),
+            "input_grad(im2col)": lambda: mconv_cpu.conv2d_forward(g, w, st, pd),
+            "weight_grad": lambda: mconv_cpu.conv2d_weight_grad(g, x, w.shape, st, pd)}
 
 
 def main(argv=None):

@@ -1,13 +1,16 @@
-"""Where one training step of the authors' network spends its time, per op, on the CPU.
+"""Where one training step (or, with ``--inference``, one inference batch) of the authors'
+network spends its time, per op, on the CPU.
 
 One step = forward (model + both losses), backward, SGD update, as in ``bench_train.py``.
+One inference batch = ``MEnet.saliency_maps`` (eval forward without a graph, then the CE map
+and both Eq. 5 maps), as ``bench_train.py`` times it; the maps after the network are one row.
 Attribution, all by wall clock (``time.perf_counter``):
 
 * forward: an op's array is computed just before ``Tensor.from_op`` records it, so each op is
   charged the time since the previous op was recorded (the model's Python between ops included);
 * backward: each op's backward closure is timed as it runs; what ``Tensor.backward`` does
   around them (adding the gradients of tensors used twice, the graph walk) is "autograd";
-* inside both, the convolution primitives of ``minimenet.conv`` (the forward, the input
+* inside both, the convolution primitives of ``minimenet.conv`` and ``conv_cpu`` (the forward, the input
   gradient, the weight gradient, and within each the im2col copies, ``_block_columns``) are
   timed on their own and taken out of whatever called them, so "conv2d forward" is what remains
   around them (almost nothing) and "conv forward product" excludes its im2col. A transposed
@@ -18,6 +21,7 @@ Attribution, all by wall clock (``time.perf_counter``):
 
     python benchmarks/profile_step.py                         # paper preset, batch 5, 1 step after 1 warm-up
     python benchmarks/profile_step.py --preset tiny --batch 8 --steps 5
+    python benchmarks/profile_step.py --inference --threads 1
 """
 import argparse
 import collections
@@ -35,14 +39,14 @@ os.environ.setdefault("MINIMENET_DEVICE", "cpu")
 import numpy  # noqa: E402
 
 import minimenet  # noqa: E402
-from minimenet import conv  # noqa: E402
+from minimenet import conv, conv_cpu  # noqa: E402
 from minimenet.tensor import Tensor  # noqa: E402
 
 from bench_train import minimenet_runner, random_batch  # noqa: E402
 from blas_threads import blas_threads, limit_blas  # noqa: E402
 
 # (module, function name, the row it is charged to)
-PRIMITIVES = [(conv, "_block_columns", "conv im2col"), (conv, "_forward", "conv forward product"),
+PRIMITIVES = [(conv_cpu, "_block_columns", "conv im2col"), (conv, "_forward", "conv forward product"),
               (conv, "_input_grad", "conv input grad"), (conv, "_weight_grad", "conv weight grad")]
 
 
@@ -134,17 +138,40 @@ def profile_steps(preset, batch, steps, warmup):
     return profile, wall
 
 
+def profile_inference(preset, batch, steps, warmup):
+    size = {"tiny": 64, "paper": 224}[preset]
+    images, masks = random_batch(batch, size)
+    model, _, infer = minimenet_runner(preset, images, masks, 0.01)
+    profile = Profile()
+    install(profile)
+    wall = collections.Counter()
+    for i in range(warmup + steps):
+        if i == warmup:
+            profile.seconds.clear(), profile.calls.clear()
+        profile.start_phase("forward")
+        t0 = time.perf_counter()
+        infer(images)
+        if i >= warmup:
+            wall["inference"] += time.perf_counter() - t0
+        profile.phase = None
+    return profile, wall
+
+
 def table(profile, wall, steps):
     """Rows (op, phase, calls per step, ms per step, % of the step), largest first."""
     step_s = sum(wall.values()) / steps
     rows = [(op, phase, profile.calls[(op, phase)] / steps, s / steps) for (op, phase), s in profile.seconds.items()]
-    rows.append(("autograd (graph walk, gradient sums)", "backward", 0,
-                 wall["backward"] / steps - sum(r[3] for r in rows if r[1] == "backward")))
-    rows.append(("SGD update", "update", 1, wall["update"] / steps))
+    if "inference" in wall:  # what follows the network's last op
+        rows.append(("CE and Eq. 5 maps", "inference", 1, wall["inference"] / steps - sum(r[3] for r in rows)))
+    else:
+        rows.append(("autograd (graph walk, gradient sums)", "backward", 0,
+                     wall["backward"] / steps - sum(r[3] for r in rows if r[1] == "backward")))
+        rows.append(("SGD update", "update", 1, wall["update"] / steps))
     rows.sort(key=lambda r: -r[3])
-    lines = ["| op | phase | calls | ms per step | % of step |", "|---|---|---|---|---|"]
+    unit = "batch" if "inference" in wall else "step"
+    lines = [f"| op | phase | calls | ms per {unit} | % of {unit} |", "|---|---|---|---|---|"]
     lines += [f"| {op} | {phase} | {calls:g} | {s * 1e3:.0f} | {100 * s / step_s:.1f} |" for op, phase, calls, s in rows]
-    lines.append(f"| **step** | | | **{step_s * 1e3:.0f}** | 100 |")
+    lines.append(f"| **{unit}** | | | **{step_s * 1e3:.0f}** | 100 |")
     return "\n".join(lines)
 
 
@@ -155,15 +182,22 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=1, help="profiled steps (default 1)")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, help="BLAS threads (default: what NumPy's BLAS uses)")
+    p.add_argument("--inference", action="store_true", help="profile inference batches (saliency_maps) instead of training steps")
     args = p.parse_args(argv)
     if args.threads:
         limit_blas(args.threads)
     threads, blas = blas_threads()
-    print(f"# profile_step: {args.preset} preset, batch {args.batch}, {args.steps} step(s) after {args.warmup} warm-up; "
+    what = "inference batch(es)" if args.inference else "step(s)"
+    print(f"# profile_step: {args.preset} preset, batch {args.batch}, {args.steps} {what} after {args.warmup} warm-up; "
           f"{platform.machine()} {os.cpu_count()} CPUs, numpy {numpy.__version__}, BLAS {blas} with {threads} threads; "
           f"load average {os.getloadavg()[0]:.1f} at start", flush=True)
-    profile, wall = profile_steps(args.preset, args.batch, args.steps, args.warmup)
+    run = profile_inference if args.inference else profile_steps
+    profile, wall = run(args.preset, args.batch, args.steps, args.warmup)
     print(table(profile, wall, args.steps))
+    if args.inference:
+        print(f"# {wall['inference'] / args.steps / args.batch * 1e3:.0f} ms per image; "
+              f"load average {os.getloadavg()[0]:.1f} at the end")
+        return
     print(f"# forward {wall['forward'] / args.steps:.2f} s, backward {wall['backward'] / args.steps:.2f} s, "
           f"update {wall['update'] / args.steps:.2f} s per step; load average {os.getloadavg()[0]:.1f} at the end")
 

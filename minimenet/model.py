@@ -28,11 +28,12 @@ from dataclasses import asdict, dataclass, replace
 import numpy
 
 from . import nn
+from .fused import batch_norm_relu_conv2d
 from .backend import array_module, to_numpy
 from .losses import METRIC_GRADIENTS, metric_loss, softmax_cross_entropy
 from .norm import l2_normalize
 from .resize import upsample_nearest
-from .tensor import Tensor, concat, no_grad, relu, tanh
+from .tensor import Tensor, concat, grad_enabled, no_grad, relu, tanh
 
 VARIANTS = ("menet", "ce-only", "ce-plain")
 BACKGROUND_ESTIMATES = ("authors", "paper")
@@ -70,10 +71,20 @@ class MEnetConfig:
         return replace(self, **changes)
 
 
-def brc(in_channels, out_channels, kernel_size, stride=1, padding=0, dtype="float32"):
-    """Batch norm -> ReLU -> convolution (with bias)."""
-    return nn.Sequential(nn.BatchNorm2d(in_channels, dtype=dtype), nn.ReLU(),
+class BRC(nn.Sequential):
+    """Batch norm -> ReLU -> convolution (with bias). At inference (eval mode, no graph) the
+    three run as one op (``fused.batch_norm_relu_conv2d``), which spares the first two's
+    passes over x."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dtype="float32"):
+        super().__init__(nn.BatchNorm2d(in_channels, dtype=dtype), nn.ReLU(),
                          nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dtype=dtype))
+
+    def forward(self, x):
+        if self.training or grad_enabled():
+            return super().forward(x)
+        norm, _, conv = self.layers
+        return batch_norm_relu_conv2d(x, *norm.eval_affine(x.dtype), conv.weight, conv.bias, conv.stride, conv.padding)
 
 
 def brd(in_channels, out_channels, kernel_size, stride=1, padding=0, dtype="float32"):
@@ -86,7 +97,7 @@ class ResidualUnit(nn.Module):
     """x + BRC(BRC(x)), both 3 x 3."""
 
     def __init__(self, channels, dtype="float32"):
-        self.body = nn.Sequential(brc(channels, channels, 3, 1, 1, dtype), brc(channels, channels, 3, 1, 1, dtype))
+        self.body = nn.Sequential(BRC(channels, channels, 3, 1, 1, dtype), BRC(channels, channels, 3, 1, 1, dtype))
 
     def forward(self, x):
         return x + self.body(x)
@@ -116,10 +127,10 @@ class Resample(nn.Module):
 
     def __init__(self, direction, in_channels, out_channels, dtype="float32"):
         if direction == "down":
-            first, shortcut = brc(in_channels, out_channels, 3, 2, 1, dtype), brc(in_channels, out_channels, 1, 2, 0, dtype)
+            first, shortcut = BRC(in_channels, out_channels, 3, 2, 1, dtype), BRC(in_channels, out_channels, 1, 2, 0, dtype)
         else:
             first, shortcut = brd(in_channels, out_channels, 4, 2, 1, dtype), brd(in_channels, out_channels, 2, 2, 0, dtype)
-        self.main = nn.Sequential(first, brc(out_channels, out_channels, 3, 1, 1, dtype))
+        self.main = nn.Sequential(first, BRC(out_channels, out_channels, 3, 1, 1, dtype))
         self.shortcut = shortcut
         self.unit = ResidualUnit(out_channels, dtype)
 
@@ -146,7 +157,7 @@ class MEnet(nn.Module):
         self.stem = Stem(c[0], dt)
         self.down = [Resample("down", c[i - 1], c[i], dt) for i in range(1, 6)]
         # "compress all feature information into feature maps whose size are 1 x 1"
-        self.squeeze = brc(c[5], c[5], k, 1, 0, dt)
+        self.squeeze = BRC(c[5], c[5], k, 1, 0, dt)
         self.expand = brd(c[5], c[5], k, 1, 0, dt)
         self.up = [Resample("up", 2 * c[j + 1], c[j], dt) for j in reversed(range(5))]
 
@@ -158,7 +169,7 @@ class MEnet(nn.Module):
         # convolution and up-sampling; while the first feature map is simply obtained from
         # convolving the original image across its RGB channels"
         scale_channels = [3] + c + c[:5] + [c[5]]          # image, e0..e5, g0..g4, d5
-        self.scale_maps = [brc(ch, 1, 3, 1, 1, dt) for ch in scale_channels]
+        self.scale_maps = [BRC(ch, 1, 3, 1, 1, dt) for ch in scale_channels]
         if config.variant == "menet":
             # "we further use convolution operation with 16 kernels to generate the final feature map"
             self.feature_head = nn.Sequential(nn.Conv2d(len(scale_channels), config.feature_dim, 3, 1, 1, dtype=dt),

@@ -5,7 +5,7 @@ import numpy
 
 from . import backend
 from .conv import conv2d, conv_transpose2d
-from .norm import batch_norm
+from .norm import batch_norm, eval_affine
 from .tensor import Tensor, relu
 
 _init_rng = numpy.random.default_rng(0)
@@ -140,6 +140,10 @@ class BatchNorm2d(Module):
     def forward(self, x):
         return batch_norm(x, self.weight, self.bias, self.running_mean, self.running_var,
                           self.training, self.momentum, self.eps)
+
+    def eval_affine(self, dtype):
+        """(scale, shift) with which eval mode computes x scale + shift (``norm.eval_affine``)."""
+        return eval_affine(self.weight.data, self.bias.data, self.running_mean, self.running_var, self.eps, dtype)
 
 
 class ReLU(Module):

@@ -33,6 +33,7 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
         mu, var = xp.empty(c, dtype=x.dtype), xp.empty(c, dtype=x.dtype)
     else:
         mu, var = running_mean.astype(x.dtype), running_var.astype(x.dtype)
+        eval_scale, eval_shift = eval_affine(gamma.data, beta.data, running_mean, running_var, eps, x.dtype)
     inv_std = xp.empty(c, dtype=x.dtype)
     y = memory.empty_like(data)
 
@@ -43,13 +44,12 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
             xp.subtract(x_c, _per_channel(mu[channels]), out=y_c)
             var[channels] = _channel_dot(y_c, y_c) / count
         inv_std[channels] = 1.0 / xp.sqrt(var[channels] + eps)
-        scale = gamma.data[channels] * inv_std[channels]
         if training:
-            y_c *= _per_channel(scale)
+            y_c *= _per_channel(gamma.data[channels] * inv_std[channels])
             y_c += _per_channel(beta.data[channels])
-        else:  # the statistics are constants: y = x scale + (beta - mu scale), two passes over x
-            xp.multiply(x_c, _per_channel(scale), out=y_c)
-            y_c += _per_channel(beta.data[channels] - mu[channels] * scale)
+        else:  # the statistics are constants: y = x scale + shift, two passes over x
+            xp.multiply(x_c, _per_channel(eval_scale[channels]), out=y_c)
+            y_c += _per_channel(eval_shift[channels])
     threads.parallel(normalise, groups)
     if training:
         running_mean *= 1 - momentum
@@ -80,6 +80,15 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
         threads.parallel(differentiate, groups)
         return d_x, d_gamma, d_beta
     return Tensor.from_op(y, (x, gamma, beta), backward, "batch_norm")
+
+
+def eval_affine(gamma, beta, running_mean, running_var, eps=1e-5, dtype=None):
+    """Batch norm in eval mode as y = x scale + shift per channel: (scale, shift) with
+    scale = gamma / sqrt(running_var + eps) and shift = beta - running_mean scale, in ``dtype``
+    (gamma's by default)."""
+    dtype = dtype or gamma.dtype
+    scale = (gamma / array_module(gamma).sqrt(running_var.astype(dtype) + eps)).astype(dtype)
+    return scale, (beta - running_mean.astype(dtype) * scale).astype(dtype)
 
 
 def _per_channel(values):

@@ -28,6 +28,11 @@ def no_grad():
         _grad_enabled = previous
 
 
+def grad_enabled():
+    """Whether ops record a graph now (False inside ``no_grad()``)."""
+    return _grad_enabled
+
+
 DEFAULT_FLOAT_DTYPE = "float32"
 
 
@@ -284,13 +289,40 @@ def reshape(x, shape):
     return Tensor.from_op(out, (x,), backward, "reshape")
 
 
+# NumPy's maximum against the scalar 0 runs about three times slower than against an array of
+# zeros (numpy 2.3, float32: 38 against 12 us for 129,024 values), so ReLU takes its zeros from
+# a reused buffer of this many, a chunk at a time.
+RELU_CHUNK = 2**16
+
+
+def maximum_zero(x, out):
+    """out = max(x, 0) for arrays of one shape (out may be x)."""
+    xp = array_module(x)
+    if xp is not numpy or not (x.flags.c_contiguous and out.flags.c_contiguous):
+        return xp.maximum(x, 0, out=out)
+    flat_x, flat_out = x.reshape(-1), out.reshape(-1)
+    zeros = memory.scratch("relu zeros", (min(RELU_CHUNK, flat_x.size),), x.dtype, like=x)
+    zeros[...] = 0
+    for start in range(0, flat_x.size, RELU_CHUNK):
+        stop = min(start + RELU_CHUNK, flat_x.size)
+        numpy.maximum(flat_x[start:stop], zeros[:stop - start], out=flat_out[start:stop])
+    return out
+
+
 def relu(x):
-    xp = x.xp
-    y = threads.apply(xp.maximum, x.data, 0, out=memory.empty_like(x.data))
+    data = x.data
+    y = memory.empty_like(data)
+    if data.ndim == 4:  # a worker's channels of one image are contiguous
+        def part(channels):
+            for image in range(len(y)):
+                maximum_zero(data[image, channels], y[image, channels])
+        threads.parallel(part, threads.channel_slices(y))
+    else:
+        maximum_zero(data, y)
 
     def backward(g):
         # y > 0 exactly where x > 0; the graph keeps y anyway (the next op's input), not a mask.
-        return (threads.apply(xp.multiply, g, y > 0, out=memory.empty_like(g)),)
+        return (threads.apply(x.xp.multiply, g, y > 0, out=memory.empty_like(g)),)
     return Tensor.from_op(y, (x,), backward, "relu")
 
 

@@ -1,8 +1,8 @@
-"""minimenet/conv.py: conv2d and conv_transpose2d gradient-checked over a grid of shapes and against
+"""minimenet/conv.py and conv_cpu.py: conv2d and conv_transpose2d gradient-checked over a grid of shapes and against
 plain loops (and PyTorch when it imports), and the CPU primitives against the direct form.
 
 The primitives build the im2col matrix a block at a time (several images, or a band of output
-rows of one, under ``conv.COLUMNS_BUDGET`` and ``conv.BAND_BUDGET`` elements) in reused scratch
+rows of one, under ``conv_cpu.COLUMNS_BUDGET`` and ``conv_cpu.BAND_BUDGET`` elements) in reused scratch
 buffers. These tests set both budgets to one value and vary it so that bands of one row, of several rows and a shorter last band, blocks of one image,
 of several, and a shorter last block all occur, and compare the forward, the
 input gradient (every sub-pixel phase is a stride-1 forward) and the weight gradient with plain
@@ -14,8 +14,10 @@ import itertools
 import numpy as np
 import pytest
 
-from minimenet import Tensor, conv2d, conv_transpose2d, gradcheck
-from minimenet import backend, conv
+from minimenet import Tensor, batch_norm, conv2d, conv_transpose2d, gradcheck, no_grad, relu
+from minimenet import backend, conv_cpu
+from minimenet.fused import batch_norm_relu_conv2d
+from minimenet.norm import eval_affine
 from minimenet.backend import to_numpy
 from minimenet.conv_geometry import ConvGeometry
 
@@ -87,8 +89,8 @@ def case_arrays(case, dtype, seed=0):
 
 def set_budget(monkeypatch, elements):
     """Blocks of at most ``elements``: several images where they fit, else bands of rows."""
-    monkeypatch.setattr(conv, "COLUMNS_BUDGET", elements)
-    monkeypatch.setattr(conv, "BAND_BUDGET", elements)
+    monkeypatch.setattr(conv_cpu, "COLUMNS_BUDGET", elements)
+    monkeypatch.setattr(conv_cpu, "BAND_BUDGET", elements)
 
 
 def budgets(case):
@@ -108,15 +110,24 @@ def test_primitives_match_the_loops_in_every_chunking(case, dtype, monkeypatch):
     expected_y = forward_loop(x, w, stride, padding)
     expected_dx = input_grad_loop(dy, w, x.shape, stride, padding)
     expected_dw = weight_grad_loop(x, dy, w.shape, stride, padding)
+    bias = np.linspace(-1, 1, w.shape[0]).astype(dtype)
+    scale, shift = np.linspace(0.5, 2, x.shape[1]).astype(dtype), np.linspace(-0.3, 0.2, x.shape[1]).astype(dtype)
+    expected_affine_y = forward_loop(np.maximum(x * scale.reshape(-1, 1, 1) + shift.reshape(-1, 1, 1), 0), w, stride, padding)
     for budget in budgets(case):
         set_budget(monkeypatch, budget)
-        y = conv.conv2d_forward(x, w, stride, padding)
+        y = conv_cpu.conv2d_forward(x, w, stride, padding)
         assert y.dtype == dtype
         np.testing.assert_allclose(y, expected_y, **CHUNKED_TOLERANCE[dtype])
+        # the bias is added block by block, or per image on the col2im path
+        np.testing.assert_allclose(conv_cpu.conv2d_forward(x, w, stride, padding, bias), expected_y + bias.reshape(-1, 1, 1),
+                                   **CHUNKED_TOLERANCE[dtype])
+        # relu(x scale + shift) is applied to the rows each block copies, or to all of x first on the col2im path
+        np.testing.assert_allclose(conv_cpu.conv2d_forward(x, w, stride, padding, None, (scale, shift)), expected_affine_y,
+                                   **CHUNKED_TOLERANCE[dtype])
         for method in ("phases", "col2im"):
-            dx = conv.conv2d_input_grad(dy, w, x.shape, stride, padding, method=method)
+            dx = conv_cpu.conv2d_input_grad(dy, w, x.shape, stride, padding, method=method)
             np.testing.assert_allclose(dx, expected_dx, **CHUNKED_TOLERANCE[dtype])
-        dw = conv.conv2d_weight_grad(x, dy, w.shape, stride, padding)
+        dw = conv_cpu.conv2d_weight_grad(x, dy, w.shape, stride, padding)
         assert dw.dtype == dtype
         np.testing.assert_allclose(dw, expected_dw, **CHUNKED_TOLERANCE[dtype])
 
@@ -131,7 +142,7 @@ def test_the_blocks_are_what_the_test_above_needs(monkeypatch):
         geometry = ConvGeometry.of(x.shape, w.shape, stride, padding, "test")
         for budget in budgets(case):
             set_budget(monkeypatch, budget)
-            blocks = list(conv._blocks(geometry))
+            blocks = list(conv_cpu._blocks(geometry))
             covered = [(first + i, row + r) for first, n, row, rows in blocks for i in range(n) for r in range(rows)]
             assert covered == [(i, r) for i in range(geometry.batch) for r in range(geometry.out_height)]
             for first, n, row, rows in blocks:
@@ -146,11 +157,11 @@ def test_the_blocks_are_what_the_test_above_needs(monkeypatch):
 def test_images_go_several_to_a_block_only_under_the_band_budget(monkeypatch):
     """An image over BAND_BUDGET is cut into bands even when COLUMNS_BUDGET would hold several."""
     geometry = ConvGeometry.of((5, 2, 6, 6), (3, 2, 3, 3), 1, 1, "test")  # 18 x 36 = 648 elements an image
-    monkeypatch.setattr(conv, "COLUMNS_BUDGET", 3 * 648)
-    monkeypatch.setattr(conv, "BAND_BUDGET", 648)
-    assert [(n, rows) for _, n, _, rows in conv._blocks(geometry)] == [(3, 6), (2, 6)]
-    monkeypatch.setattr(conv, "BAND_BUDGET", 647)
-    assert [(n, rows) for _, n, _, rows in conv._blocks(geometry)] == [(1, 5), (1, 1)] * 5
+    monkeypatch.setattr(conv_cpu, "COLUMNS_BUDGET", 3 * 648)
+    monkeypatch.setattr(conv_cpu, "BAND_BUDGET", 648)
+    assert [(n, rows) for _, n, _, rows in conv_cpu._blocks(geometry)] == [(3, 6), (2, 6)]
+    monkeypatch.setattr(conv_cpu, "BAND_BUDGET", 647)
+    assert [(n, rows) for _, n, _, rows in conv_cpu._blocks(geometry)] == [(1, 5), (1, 1)] * 5
 
 
 def test_scratch_buffers_left_dirty_by_a_larger_convolution_do_not_leak():
@@ -158,18 +169,18 @@ def test_scratch_buffers_left_dirty_by_a_larger_convolution_do_not_leak():
     be rewritten, not inherited."""
     rng = np.random.default_rng(3)
     big_x, big_w = 1e3 * (1 + rng.random((2, 6, 11, 9))), rng.standard_normal((3, 6, 3, 3))
-    conv.conv2d_forward(big_x, big_w, (1, 1), (0, 0))
+    conv_cpu.conv2d_forward(big_x, big_w, (1, 1), (0, 0))
     x, w = rng.standard_normal((2, 2, 4, 5)), rng.standard_normal((3, 2, 3, 3))
-    np.testing.assert_allclose(conv.conv2d_forward(x, w, (1, 1), (2, 2)), forward_loop(x, w, (1, 1), (2, 2)), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(conv_cpu.conv2d_forward(x, w, (1, 1), (2, 2)), forward_loop(x, w, (1, 1), (2, 2)), rtol=1e-12, atol=1e-12)
 
 
 def test_outputs_do_not_alias_the_scratch_buffers():
     rng = np.random.default_rng(4)
     x, w = rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3))
-    first = conv.conv2d_forward(x, w, (1, 1), (1, 1))
+    first = conv_cpu.conv2d_forward(x, w, (1, 1), (1, 1))
     kept = first.copy()
-    conv.conv2d_forward(2 * x, w, (1, 1), (1, 1))
-    conv.conv2d_input_grad(first, w, x.shape, (1, 1), (1, 1))
+    conv_cpu.conv2d_forward(2 * x, w, (1, 1), (1, 1))
+    conv_cpu.conv2d_input_grad(first, w, x.shape, (1, 1), (1, 1))
     np.testing.assert_array_equal(first, kept)
 
 
@@ -267,14 +278,14 @@ def test_both_input_gradient_methods_match_the_scatter_loop(kernel, stride, padd
     dy, w = rng.standard_normal((2, co, 3, 2)), rng.standard_normal((co, ci, kh, kw))
     expected = conv_transpose2d_loop(dy, w, None, stride, padding, output_padding)
     assert expected.size > 0
-    dx = conv.conv2d_input_grad(xp.asarray(dy), xp.asarray(w), expected.shape, (sh, sw), (ph, pw), method=method)
+    dx = conv_cpu.conv2d_input_grad(xp.asarray(dy), xp.asarray(w), expected.shape, (sh, sw), (ph, pw), method=method)
     assert dx.shape == expected.shape
     np.testing.assert_allclose(to_numpy(dx), expected, rtol=1e-10, atol=1e-12)
 
 
 def test_unknown_input_gradient_method_is_named():
     with pytest.raises(ValueError, match="method must be 'phases' or 'col2im', got 'fft'"):
-        conv.conv2d_input_grad(np.zeros((1, 1, 2, 2)), np.zeros((1, 1, 1, 1)), (1, 1, 2, 2), (1, 1), (0, 0), method="fft")
+        conv_cpu.conv2d_input_grad(np.zeros((1, 1, 2, 2)), np.zeros((1, 1, 1, 1)), (1, 1, 2, 2), (1, 1), (0, 0), method="fft")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
@@ -304,6 +315,34 @@ def test_conv_transpose2d_forward_matches_scatter_loop(kernel, stride, padding, 
     assert y.dtype == dtype and isinstance(y.data, xp.ndarray)
     np.testing.assert_allclose(y.numpy(), conv_transpose2d_loop(x, w, b, stride, padding, output_padding),
                                **TOLERANCE[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("kernel,stride,padding,out_channels", [(3, 1, 1, 4), (3, 2, 1, 4), (1, 2, 0, 4), (3, 1, 1, 1)], ids=str)
+def test_batch_norm_relu_conv2d_equals_the_three_ops_in_eval_mode(kernel, stride, padding, out_channels, dtype, xp, rng):
+    """BRC at inference: an eval batch norm, ReLU and convolution (with bias) as one op. The
+    last case (one output from three inputs) takes the forward's col2im path."""
+    x = on(xp, rng.standard_normal((2, 3, 7, 6)), dtype)
+    w, b = on(xp, rng.standard_normal((out_channels, 3, kernel, kernel)), dtype), on(xp, rng.standard_normal(out_channels), dtype)
+    gamma, beta = on(xp, rng.uniform(0.5, 2, 3), dtype), on(xp, rng.standard_normal(3), dtype)
+    mean, var = xp.asarray(rng.standard_normal(3), dtype=dtype), xp.asarray(rng.uniform(0.5, 2, 3), dtype=dtype)
+    expected = conv2d(relu(batch_norm(x, gamma, beta, mean, var, training=False)), w, b, stride, padding)
+    scale, shift = eval_affine(gamma.data, beta.data, mean, var)
+    with no_grad():
+        y = batch_norm_relu_conv2d(x, scale, shift, w, b, stride, padding)
+    assert y.dtype == dtype and isinstance(y.data, xp.ndarray) and not y.requires_grad
+    np.testing.assert_allclose(y.numpy(), expected.numpy(), **TOLERANCE[dtype])
+
+
+def test_batch_norm_relu_conv2d_refuses_what_it_cannot_do(rng):
+    x, w = Tensor(rng.standard_normal((1, 3, 4, 4))), Tensor(rng.standard_normal((2, 3, 3, 3)), requires_grad=True)
+    scale, shift = np.ones(3), np.zeros(3)
+    with pytest.raises(RuntimeError, match="records no graph, so it gives no gradients: call it under no_grad()"):
+        batch_norm_relu_conv2d(x, scale, shift, w)
+    with no_grad(), pytest.raises(ValueError, match=r"input has 3 channels; scale and shift must have shape \(3,\), got \(2,\) and \(3,\)"):
+        batch_norm_relu_conv2d(x, np.ones(2), shift, w)
+    with no_grad(), pytest.raises(ValueError, match=r"batch_norm_relu_conv2d: input must be 4-D"):
+        batch_norm_relu_conv2d(Tensor(np.zeros((3, 4, 4))), scale, shift, w)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])

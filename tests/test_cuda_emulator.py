@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from minimenet import backend
-from minimenet import conv as numpy_conv
+from minimenet import conv_cpu as numpy_conv
 from minimenet import cuda
 from minimenet.backend import device as selected_device
 from minimenet.cuda import conv as cuda_conv
@@ -761,6 +761,29 @@ def test_the_model_on_the_kernels_matches_the_model_on_numpy(monkeypatch):
     floor = 2e-6 * max(np.abs(g).max() for g in expected_grads)
     for got, expected in zip(grads, expected_grads):
         np.testing.assert_allclose(got, expected, rtol=0, atol=5e-3 * np.abs(expected).max() + floor)
+
+
+@needs_compiler
+@pytest.mark.emulator
+def test_inference_on_the_kernels_matches_inference_on_numpy(monkeypatch):
+    """Eval mode without a graph, as a GPU runs it: each BRC is one batch_norm_relu_conv2d, whose
+    GPU path applies the batch norm and ReLU to x before the forward kernel; the output agrees
+    with the NumPy path to float32 rounding."""
+    from minimenet import manual_seed, no_grad, Tensor
+    from minimenet.model import MEnet, MEnetConfig
+
+    manual_seed(0)
+    model = MEnet(MEnetConfig(image_size=32, width=2))
+    images = Tensor(np.random.default_rng(15).uniform(0, 255, (2, 3, 32, 32)).astype(np.float32))
+    model(images)  # training mode: the running statistics move
+    model.eval()
+    with no_grad():
+        expected = model(images)
+        launched = ops_on_the_emulated_kernels(monkeypatch)
+        out = model(images)
+    assert cuda_conv.variant().kernel("forward") in launched
+    for got, want in ((out.logits, expected.logits), (out.features, expected.features)):
+        np.testing.assert_allclose(got.data, want.data, rtol=0, atol=1e-4 * np.abs(want.data).max())
 
 
 # ------------------------------------------------------------------------------ the emulator itself

@@ -11,6 +11,7 @@ import pytest
 
 from minimenet import (Tensor, add, batch_norm, concat, conv2d, l2_normalize, mean, mul, no_grad, reduce_sum, relu,
                        reshape, resize)
+from minimenet import tensor as tensor_module
 from minimenet.backend import to_numpy
 from minimenet.tensor import tanh
 
@@ -321,6 +322,25 @@ def test_relu_forward_and_gradient_values():
     np.testing.assert_array_equal(y.numpy(), [0.0, 0.0, 0.0, 0.5, 3.0])
     y.sum().backward()
     np.testing.assert_array_equal(x.grad, [0.0, 0.0, 0.0, 1.0, 1.0])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_relu_in_chunks_against_reused_zeros_equals_maximum(dtype, monkeypatch, rng):
+    """The chunked maximum against a buffer of zeros: several chunks and a short last one, in a
+    4-D array (per image and channel group) and a flat one, into new memory and in place; NaN
+    stays NaN as in numpy.maximum; a non-contiguous view goes through numpy.maximum itself."""
+    monkeypatch.setattr(tensor_module, "RELU_CHUNK", 7)
+    x = rng.standard_normal((3, 4, 5, 2)).astype(dtype)
+    x[1, 2, 3, 1] = np.nan
+    expected = np.maximum(x, 0)
+    np.testing.assert_array_equal(relu(Tensor(x)).numpy(), expected)
+    flat = x.reshape(-1)[:-3].copy()
+    np.testing.assert_array_equal(tensor_module.maximum_zero(flat, np.empty_like(flat)), np.maximum(flat, 0))
+    in_place = x.copy()
+    assert tensor_module.maximum_zero(in_place, in_place) is in_place
+    np.testing.assert_array_equal(in_place, expected)
+    view = x[:, ::2]
+    np.testing.assert_array_equal(tensor_module.maximum_zero(view, np.empty(view.shape, dtype)), np.maximum(view, 0))
 
 
 @pytest.mark.parametrize("axis,shapes", [

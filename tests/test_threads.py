@@ -5,7 +5,7 @@ import threading
 import numpy as np
 import pytest
 
-from minimenet import conv, threads
+from minimenet import conv_cpu, threads
 
 from test_conv import CASES, case_arrays, forward_loop, input_grad_loop, set_budget, weight_grad_loop
 
@@ -82,11 +82,11 @@ def test_convolutions_on_two_workers_match_the_loops(case, dtype, two_workers, m
     x, w, dy, stride, padding = case_arrays(case, dtype)
     set_budget(monkeypatch, 1)  # one-row bands: many blocks to share out
     tolerance = dict(rtol=1e-10, atol=1e-10) if dtype == "float64" else dict(rtol=2e-5, atol=2e-5)
-    np.testing.assert_allclose(conv.conv2d_forward(x, w, stride, padding), forward_loop(x, w, stride, padding), **tolerance)
+    np.testing.assert_allclose(conv_cpu.conv2d_forward(x, w, stride, padding), forward_loop(x, w, stride, padding), **tolerance)
     for method in ("phases", "col2im"):
-        dx = conv.conv2d_input_grad(dy, w, x.shape, stride, padding, method=method)
+        dx = conv_cpu.conv2d_input_grad(dy, w, x.shape, stride, padding, method=method)
         np.testing.assert_allclose(dx, input_grad_loop(dy, w, x.shape, stride, padding), **tolerance)
-    dw = conv.conv2d_weight_grad(x, dy, w.shape, stride, padding)
+    dw = conv_cpu.conv2d_weight_grad(x, dy, w.shape, stride, padding)
     np.testing.assert_allclose(dw, weight_grad_loop(x, dy, w.shape, stride, padding), **tolerance)
     assert 1 in two_workers.history
 
@@ -94,9 +94,9 @@ def test_convolutions_on_two_workers_match_the_loops(case, dtype, two_workers, m
 def test_the_weight_gradient_on_two_workers_is_the_same_bits_every_time(two_workers, monkeypatch):
     x, _, dy, stride, padding = case_arrays(CASES[0], "float32")
     set_budget(monkeypatch, 1)
-    first = conv.conv2d_weight_grad(x, dy, (dy.shape[1], x.shape[1], 3, 3), stride, padding)
+    first = conv_cpu.conv2d_weight_grad(x, dy, (dy.shape[1], x.shape[1], 3, 3), stride, padding)
     for _ in range(5):
-        again = conv.conv2d_weight_grad(x, dy, (dy.shape[1], x.shape[1], 3, 3), stride, padding)
+        again = conv_cpu.conv2d_weight_grad(x, dy, (dy.shape[1], x.shape[1], 3, 3), stride, padding)
         np.testing.assert_array_equal(again, first)
 
 
@@ -155,8 +155,8 @@ def test_the_ops_on_two_workers_match_one_worker(two_workers, monkeypatch, rng):
 def test_small_work_stays_on_the_calling_thread(two_workers, monkeypatch, rng):
     monkeypatch.setattr(threads, "MIN_SPLIT_MULTIPLY_ADDS", 10**9)
     x, w, dy, stride, padding = case_arrays(CASES[0], "float64")
-    conv.conv2d_forward(x, w, stride, padding)
-    conv.conv2d_weight_grad(x, dy, w.shape, stride, padding)
+    conv_cpu.conv2d_forward(x, w, stride, padding)
+    conv_cpu.conv2d_weight_grad(x, dy, w.shape, stride, padding)
     threads.matmul(rng.standard_normal((4, 3)), rng.standard_normal((3, 2)), np.empty((4, 2)))
     assert threads.channel_slices(rng.standard_normal((2, 4, 8, 8))) == [slice(None)]  # under MIN_SPLIT_ELEMENTS
     assert two_workers.history == []

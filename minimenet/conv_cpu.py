@@ -1,0 +1,290 @@
+"""The convolution's three primitives (``conv``) on the CPU, in NumPy: im2col and matrix products.
+
+The forward and the weight gradient are im2col + matrix products (BLAS does the work), a block
+of images or of rows at a time in reused buffers (``_blocks``), the blocks spread over the
+worker threads (``minimenet.threads``); the weight gradient rebuilds the columns it needs from
+x. The input gradient is either col2im or, per sub-pixel phase, a stride-1 forward of dy by the
+taps that reach that phase, whichever moves less data (at stride 1, one forward); by the same
+adjointness a stride-1 forward with few outputs from many inputs is the col2im of the adjoint.
+Outputs come from reused memory (``minimenet.memory``).
+"""
+import numpy
+
+from . import memory, threads
+from .backend import array_module
+from .conv_geometry import ConvGeometry
+from .tensor import maximum_zero
+
+
+# The im2col matrix is built a block at a time in a reused buffer (a fresh 289 MB matrix for a
+# 224 x 224 x 32 batch of 5 took 0.6 s to allocate and fill, 14 ms to fill once allocated), and
+# nothing of its size is kept for the backward pass. An image whose columns exceed BAND_BUDGET
+# elements (4 MB in float32) is cut into bands of output rows that stay in the CPU's cache
+# between the copy that writes them and the product that reads them; smaller images go several
+# to a block, up to COLUMNS_BUDGET elements (16 MB), one product for all. Measured on the
+# paper's layers, batch 5, one thread, forward / weight gradient in ms (README Benchmarks):
+# 224 x 224 x 32 41/45 in 4 MB bands against 59/56 in whole images; 56 x 56 x 128 25/25
+# against 29/28 two images at a time; 7 x 7 x 1024 23/21 all five images in one block against
+# 29/33 two at a time (a 32 MB budget: 23/20).
+BAND_BUDGET = 2**20
+COLUMNS_BUDGET = 2**22
+
+# A stride-1 forward goes by the adjoint's col2im when Ci exceeds this many times Co: its copies
+# then move Co kh kw planes instead of Ci kh kw. Measured, batch 5, one thread, im2col / col2im
+# in ms: 32 -> 1 at 224 x 224 10.7 / 5.1, 13 -> 2 10.0 / 3.4, 128 -> 32 at 56 x 56 11.2 / 7.2,
+# 64 -> 32 at 112 x 112 20.6 / 17.9 but 11.9 / 12.4 on two threads, 32 -> 16 30.7 / 34.4.
+FORWARD_BY_COL2IM = 2.0
+
+
+def _blocks(geometry):
+    """(first image, images, first output row, rows) of each im2col block, in order: whole
+    images, as many at a time as ``COLUMNS_BUDGET`` holds, or where one image exceeds
+    ``BAND_BUDGET``, bands of output rows of one image (at least one row)."""
+    g = geometry
+    per_row = g.in_channels * g.kernel_height * g.kernel_width * g.out_width
+    if per_row * g.out_height <= BAND_BUDGET:
+        images = max(1, min(g.batch, COLUMNS_BUDGET // (per_row * g.out_height)))
+        for first in range(0, g.batch, images):
+            yield first, min(images, g.batch - first), 0, g.out_height
+    else:
+        rows = max(1, BAND_BUDGET // per_row)
+        for image in range(g.batch):
+            for row in range(0, g.out_height, rows):
+                yield image, 1, row, min(rows, g.out_height - row)
+
+
+def _block_columns(x, geometry, row, rows, input_affine=None):
+    """im2col of output rows [row, row + rows) of the images x (n, Ci, H, W), as a
+    (Ci*kh*kw, n, rows, Wo) view of a reused buffer: row (i, u, v), column (b, r, c) holds
+    x[b, i, (row + r)*sh - ph + u, c*sw - pw + v] (zero outside), copied from a strided view of
+    the zero-padded input rows that the block reads (also a reused buffer). With
+    ``input_affine`` = (scale, shift), those rows hold relu(x scale + shift) instead, computed
+    as they are copied."""
+    xp, g = array_module(x), geometry
+    n, (ph, pw) = x.shape[0], g.padding
+    top, height = row * g.stride_h - ph, (rows - 1) * g.stride_h + g.kernel_height  # input rows read
+    first_inside = min(max(-top, 0), height)  # rows of the block's padded input that hold x
+    inside = slice(first_inside, max(min(g.in_height - top, height), first_inside))
+    padded = memory.scratch("padded", (x.shape[1], n, height, g.in_width + 2 * pw), x.dtype, like=x)
+    padded[:, :, :inside.start] = 0
+    padded[:, :, inside.stop:] = 0
+    padded[:, :, :, :pw] = 0
+    padded[:, :, :, pw + g.in_width:] = 0
+    rows_of_x = x[:, :, top + inside.start:top + inside.stop]
+    if input_affine is not None:
+        rows_of_x = relu_affine(rows_of_x, *input_affine, out=memory.scratch("affine", rows_of_x.shape, x.dtype, like=x))
+    padded[:, :, inside, pw:pw + g.in_width] = rows_of_x.transpose(1, 0, 2, 3)
+    s1, s0, s2, s3 = padded.strides
+    windows = xp.lib.stride_tricks.as_strided(
+        padded, (x.shape[1], g.kernel_height, g.kernel_width, n, rows, g.out_width),
+        (s1, s2, s3, s0, s2 * g.stride_h, s3 * g.stride_w))
+    columns = memory.scratch("columns", windows.shape, x.dtype, like=x)
+    columns[...] = windows
+    return columns.reshape(-1, n * rows * g.out_width)
+
+
+def conv2d_forward(x, w, stride, padding, bias=None, input_affine=None):
+    """y = W columns (+ bias): (Co, Ci*kh*kw) @ (Ci*kh*kw, n*rows*Wo) for each block
+    (``_blocks``), the (Co, n) axes of a block of several images swapped into y (a block of one
+    image is written straight into its rows of y). The blocks are independent, so they run on
+    the worker threads (``minimenet.threads``).
+
+    Both extras are applied to a block while it is in the cache, not in passes of their own:
+    the bias (Co,) to each block's product, and ``input_affine`` = (scale, shift), each (Ci,),
+    to the input rows it reads, so that the convolution is of relu(x scale + shift) (see
+    ``fused.batch_norm_relu_conv2d``)."""
+    xp = array_module(x)
+    g = ConvGeometry.of(x.shape, w.shape, stride, padding, "conv2d_forward")
+    (kh, kw), (ph, pw) = w.shape[2:], g.padding
+    if g.stride == (1, 1) and ph < kh and pw < kw and FORWARD_BY_COL2IM * g.out_channels < g.in_channels:
+        # Few outputs from many inputs (the scale maps' 32 -> 1): the forward is the input
+        # gradient of the adjoint convolution, whose col2im copies Co kh kw planes, not Ci kh kw.
+        # That product reads x itself, so an input_affine is applied to all of x first.
+        if input_affine is not None:
+            x = relu_affine(x, *input_affine)
+        return _input_grad_by_col2im(x, w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), g.y_shape, (1, 1), (kh - 1 - ph, kw - 1 - pw), bias)
+    y = memory.empty(g.y_shape, x.dtype, like=x)
+    bias_column = None if bias is None else bias.reshape(-1, 1)
+    weight_rows = w.reshape(g.out_channels, -1)
+
+    def convolve(block):
+        first, n, row, rows = block
+        columns = _block_columns(x[first:first + n], g, row, rows, input_affine)
+        if n == 1:  # the product is these rows of y[first], already laid out: written in place
+            out = y[first].reshape(g.out_channels, -1)[:, row * g.out_width:(row + rows) * g.out_width]
+            _matmul(xp, weight_rows, columns, out)
+            if bias is not None:
+                out += bias_column
+        else:  # one product for the images (22 % faster than one per image on 7 x 7 images), then (Co, n) swapped
+            product = _matmul(xp, weight_rows, columns, memory.scratch("product", (g.out_channels, columns.shape[1]), x.dtype, like=x))
+            if bias is not None:
+                product += bias_column
+            y[first:first + n] = product.reshape(g.out_channels, n, g.out_height, g.out_width).transpose(1, 0, 2, 3)
+    _each(xp, convolve, list(_blocks(g)), g)
+    return y
+
+
+def relu_affine(x, scale, shift, out=None):
+    """relu(x scale + shift), scale and shift (C,) per channel of x (B, C, H, W), into ``out``
+    (new memory by default), an image at a time."""
+    xp, y = array_module(x), memory.empty_like(x) if out is None else out
+    scale, shift = scale.reshape(-1, 1, 1), shift.reshape(-1, 1, 1)
+    for image, result in zip(x, y):
+        xp.multiply(image, scale, out=result)
+        result += shift
+        maximum_zero(result, result)
+    return y
+
+
+def _shared_out(xp, geometry):
+    """Whether a convolution's work goes to the worker threads: NumPy arrays, and enough of
+    it (``threads.MIN_SPLIT_MULTIPLY_ADDS``)."""
+    return xp is numpy and geometry.multiply_adds >= threads.MIN_SPLIT_MULTIPLY_ADDS
+
+
+def _each(xp, task, items, geometry):
+    """task(item) for every item: on the worker threads where ``_shared_out``, else in order."""
+    if _shared_out(xp, geometry):
+        return threads.parallel(task, items)
+    return [task(item) for item in items]
+
+
+def _matmul(xp, a, b, out):
+    """out = a @ b, its rows over the worker threads for NumPy arrays (a single product when
+    already on one)."""
+    return threads.matmul(a, b, out) if xp is numpy else xp.matmul(a, b, out=out)
+
+
+def conv2d_input_grad(dy, w, x_shape, stride, padding, method=None):
+    """dx = w^T dy, computed one of two ways with the same result:
+
+    * "col2im": the columns w^T dy (Ci*kh*kw rows) scattered back onto the padded image;
+    * "phases": dx's sub-pixel phases (rows p = a mod sh, columns q = b mod sw) each gathered as
+      an ordinary stride-1 convolution of dy with the taps that reach that phase, flipped. No
+      scatter-add, and no product with the zeros between a strided convolution's outputs.
+
+    Their work goes as Ci Ho Wo (col2im) against Co H W / (sh sw) (phases), so the default picks
+    by those, with a margin for col2im's read-modify-write scatter.
+
+    ``x_shape`` may exceed the smallest input that gives dy's size (rows that no window reads
+    get zero gradient): the transposed convolution's output_padding relies on this.
+    """
+    (co, ci, _, _), (sh, sw) = w.shape, stride
+    _, _, ho, wo = dy.shape
+    _, _, h, wd = x_shape
+    if method is None:
+        method = "phases" if co * h * wd < 1.5 * ci * ho * wo * sh * sw else "col2im"
+    if method == "phases":
+        return _input_grad_by_phases(dy, w, x_shape, stride, padding)
+    if method == "col2im":
+        return _input_grad_by_col2im(dy, w, x_shape, stride, padding)
+    raise ValueError(f"conv2d_input_grad: method must be 'phases' or 'col2im', got {method!r}")
+
+
+def _input_grad_by_col2im(dy, w, x_shape, stride, padding, bias=None):
+    """The columns w^T dy of each image added tap by tap onto its zeroed, padded image, one
+    image at a time on the worker threads, then ``bias`` (one value per channel of the result,
+    for the forward that runs as this) added to the image while it is in the cache. Small
+    images' columns come from one product for all of them, as in the forward (the 1 x 1 -> 7 x 7
+    expand layer reads its 205 MB weight once, not once per image)."""
+    xp = array_module(dy)
+    (co, ci, kh, kw), (sh, sw), (ph, pw) = w.shape, stride, padding
+    b, _, ho, wo = dy.shape
+    _, _, h, wd = x_shape
+    weight_columns = w.reshape(co, -1).T
+    padded = memory.empty((b, ci, h + 2 * ph, wd + 2 * pw), dy.dtype, like=dy)
+    together = b * ci * kh * kw * ho * wo <= COLUMNS_BUDGET
+    if together:
+        every_image = _matmul(xp, weight_columns, dy.transpose(1, 0, 2, 3).reshape(co, -1),
+                              memory.scratch("col2im", (ci * kh * kw, b * ho * wo), dy.dtype, like=dy)).reshape(ci, kh, kw, b, ho, wo)
+
+    def scatter(image):
+        if together:
+            columns = every_image[:, :, :, image]
+        else:
+            columns = _matmul(xp, weight_columns, dy[image].reshape(co, ho * wo),
+                              memory.scratch("col2im", (ci * kh * kw, ho * wo), dy.dtype, like=dy)).reshape(ci, kh, kw, ho, wo)
+        target = padded[image]
+        target[...] = 0
+        for u in range(kh):
+            for v in range(kw):
+                target[:, u:u + sh * (ho - 1) + 1:sh, v:v + sw * (wo - 1) + 1:sw] += columns[:, u, v]
+        if bias is not None:
+            target[:, ph:ph + h, pw:pw + wd] += bias.reshape(-1, 1, 1)
+    _each(xp, scatter, range(b), ConvGeometry.of(x_shape, w.shape, stride, padding, "conv2d_input_grad"))
+    return padded[:, :, ph:ph + h, pw:pw + wd]
+
+
+def _phase_plan(size, out_size, kernel, stride, padding):
+    """Along one axis, for each phase a of the input (positions p = a + stride P, P < count): the
+    first tap u0 that reaches it, how many taps (u0, u0 + stride, ... < kernel), and the offset d
+    with which dy row P + d - t meets tap u0 + stride t. Plus the zero padding of dy (low, high)
+    that keeps every such row index in range."""
+    plans = []
+    for a in range(stride):
+        first_tap = (a + padding) % stride
+        plans.append((a, first_tap, len(range(first_tap, kernel, stride)), (a + padding) // stride,
+                      len(range(a, size, stride))))
+    low = max([taps - 1 - d for _, _, taps, d, count in plans if taps and count] + [0])
+    high = max([count - 1 + d - (out_size - 1) for _, _, taps, d, count in plans if taps and count] + [0])
+    return plans, low, high
+
+
+def _input_grad_by_phases(dy, w, x_shape, stride, padding):
+    (co, ci, kh, kw), (sh, sw), (ph, pw) = w.shape, stride, padding
+    if (sh, sw) == (1, 1) and ph < kh and pw < kw:
+        # One phase, every tap, dy padded evenly by k - 1 - p: the forward pads it itself.
+        return conv2d_forward(dy, w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), (1, 1), (kh - 1 - ph, kw - 1 - pw))
+    b, _, ho, wo = dy.shape
+    _, _, h, wd = x_shape
+    rows, low_h, high_h = _phase_plan(h, ho, w.shape[2], sh, ph)
+    cols, low_w, high_w = _phase_plan(wd, wo, w.shape[3], sw, pw)
+    padded = memory.scratch("phases", (b, co, low_h + ho + high_h, low_w + wo + high_w), dy.dtype, like=dy)
+    padded[...] = 0
+    padded[:, :, low_h:low_h + ho, low_w:low_w + wo] = dy
+    dx = memory.empty((b, ci, h, wd), dy.dtype, like=dy)
+    for a, tap_h, taps_h, d_h, count_h in rows:
+        for c, tap_w, taps_w, d_w, count_w in cols:
+            if not (count_h and count_w):
+                continue
+            if not (taps_h and taps_w):
+                dx[:, :, a::sh, c::sw] = 0
+                continue
+            # Tap t' = taps - 1 - t (flipped) meets dy row P + d - taps + 1 + t': a stride-1
+            # convolution of that region of dy by the phase's flipped taps, read as (ci, co, ., .).
+            top, left = low_h + d_h - taps_h + 1, low_w + d_w - taps_w + 1
+            region = padded[:, :, top:top + count_h + taps_h - 1, left:left + count_w + taps_w - 1]
+            taps = w[:, :, tap_h::sh, tap_w::sw][:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+            dx[:, :, a::sh, c::sw] = conv2d_forward(region, taps, (1, 1), (0, 0))
+    return dx
+
+
+def conv2d_weight_grad(x, dy, w_shape, stride, padding):
+    """dw = sum over blocks (``_blocks``) of dy_rows columns^T: (Co, n*rows*Wo) @ (n*rows*Wo,
+    Ci*kh*kw), where dy_rows is the block's dy (its (n, Co) axes swapped when n > 1); summing over
+    batch and pixels. With several worker threads (``minimenet.threads``), worker k sums blocks
+    k, k + workers, ... and the partial sums are added in order, so a given number of workers
+    always gives the same bits."""
+    xp = array_module(x)
+    g = ConvGeometry.of(x.shape, w_shape, stride, padding, "conv2d_weight_grad")
+    g.check_output(dy.shape, "conv2d_weight_grad")
+    blocks = list(_blocks(g))
+    shares = min(len(blocks), threads.workers() if _shared_out(xp, g) else 1)
+
+    def partial_sum(share):
+        total = None
+        for first, n, row, rows in blocks[share::shares]:
+            columns = _block_columns(x[first:first + n], g, row, rows)
+            if n == 1:
+                dy_rows = dy[first].reshape(g.out_channels, -1)[:, row * g.out_width:(row + rows) * g.out_width]
+            else:
+                dy_rows = dy[first:first + n].reshape(n, g.out_channels, -1).transpose(1, 0, 2).reshape(g.out_channels, -1)
+            if total is None:  # the result (or a worker's share of it), in memory that outlives this call
+                total = _matmul(xp, dy_rows, columns.T, memory.empty((g.out_channels, columns.shape[0]), dy.dtype, like=dy))
+            else:
+                total += _matmul(xp, dy_rows, columns.T, memory.scratch("product", total.shape, dy.dtype, like=dy))
+        return total
+    dw, *others = _each(xp, partial_sum, range(shares), g)
+    for other in others:
+        dw += other
+    return dw.reshape(g.w_shape)
