@@ -60,10 +60,10 @@ class Profile:
         self._claimed = [0.0]  # time claimed by finished timers, per level of nesting
         self._mark = 0.0       # forward: when the previous op was recorded
 
-    def timed(self, key, fn, *args):
+    def timed(self, key, fn, *args, **kwargs):
         self._claimed.append(0.0)
         start = time.perf_counter()
-        result = fn(*args)
+        result = fn(*args, **kwargs)
         total = time.perf_counter() - start
         nested = self._claimed.pop()
         self._claimed[-1] += total
@@ -97,10 +97,10 @@ def install(profile):
     for module, name, row in PRIMITIVES:
         original = getattr(module, name)
 
-        def timed(*args, _f=original, _row=row):
+        def timed(*args, _f=original, _row=row, **kwargs):
             if threading.current_thread() is not threading.main_thread():  # one timer stack, the main thread's
-                return _f(*args)
-            return profile.timed((_row, profile.phase), _f, *args)
+                return _f(*args, **kwargs)
+            return profile.timed((_row, profile.phase), _f, *args, **kwargs)
         setattr(module, name, timed)
 
 

@@ -103,9 +103,14 @@ def budgets(case):
     return [1, 2 * per_row, per_image, 2 * per_image, b * per_image]
 
 
+@pytest.mark.parametrize("shifted_taps", [False, True], ids=["im2col", "shifted_taps"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("case", CASES, ids=str)
-def test_primitives_match_the_loops_in_every_chunking(case, dtype, monkeypatch):
+def test_primitives_match_the_loops_in_every_chunking(case, dtype, shifted_taps, monkeypatch):
+    """Stride-1 forwards (and the stride-1 phases of input gradients) by plain im2col, or with
+    the kernel rows' taps as rows of the product wherever it applies."""
+    monkeypatch.setattr(conv_cpu, "SHIFTED_TAPS_MAX_ROWS", 10**9 if shifted_taps else 0)
+    monkeypatch.setattr(conv_cpu, "SHIFTED_TAPS_MIN_DEPTH", 0)
     x, w, dy, stride, padding = case_arrays(case, dtype)
     expected_y = forward_loop(x, w, stride, padding)
     expected_dx = input_grad_loop(dy, w, x.shape, stride, padding)
@@ -152,6 +157,18 @@ def test_the_blocks_are_what_the_test_above_needs(monkeypatch):
                     kinds.add("short block" if n < blocks[0][1] else "one image" if n == 1 else
                               "whole batch" if n == geometry.batch else "images")
     assert {"one-row band", "band", "short band", "one image", "images", "short block", "whole batch"} <= kinds
+
+
+def test_stride_1_forwards_with_few_outputs_take_the_kernel_rows_taps_as_product_rows(monkeypatch):
+    taken = []
+    original = conv_cpu._forward_by_shifted_taps
+    monkeypatch.setattr(conv_cpu, "_forward_by_shifted_taps", lambda *args: taken.append(args[1].shape) or original(*args))
+    x = np.zeros((1, 16, 6, 6))
+    for w_shape, stride in [((128, 16, 3, 3), 1), ((129, 16, 3, 3), 1), ((4, 16, 3, 1), 1), ((4, 16, 3, 3), 2)]:
+        conv_cpu.conv2d_forward(x, np.zeros(w_shape), (stride, stride), (1, 1))
+    conv_cpu.conv2d_forward(x[:, :15], np.zeros((4, 15, 3, 3)), (1, 1), (1, 1))
+    # kw Co <= 384 and Ci kh >= 48; not 3 x 129 rows, a 1-wide kernel, stride 2 or 15 x 3 deep
+    assert taken == [(128, 16, 3, 3)]
 
 
 def test_images_go_several_to_a_block_only_under_the_band_budget(monkeypatch):
