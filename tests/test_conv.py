@@ -181,6 +181,15 @@ def test_images_go_several_to_a_block_only_under_the_band_budget(monkeypatch):
     assert [(n, rows) for _, n, _, rows in conv_cpu._blocks(geometry)] == [(1, 5), (1, 1)] * 5
 
 
+@pytest.mark.parametrize("fitting,shares,expected", [(4, 1, [4, 1]), (4, 2, [3, 2]), (4, 3, [2, 2, 1]), (5, 2, [5]), (9, 2, [5])])
+def test_several_blocks_of_images_are_shared_evenly_among_the_workers(fitting, shares, expected, monkeypatch):
+    """A batch of 5 that takes several blocks is cut into blocks of at most an even share per
+    worker; one that fits in one block stays one."""
+    geometry = ConvGeometry.of((5, 2, 6, 6), (3, 2, 3, 3), 1, 1, "test")  # 648 elements an image
+    monkeypatch.setattr(conv_cpu, "COLUMNS_BUDGET", fitting * 648)
+    assert [n for _, n, _, _ in conv_cpu._blocks(geometry, shares=shares)] == expected
+
+
 def test_scratch_buffers_left_dirty_by_a_larger_convolution_do_not_leak():
     """A convolution after a larger one reuses its buffers: the zero border and the columns must
     be rewritten, not inherited."""
