@@ -86,15 +86,21 @@ def parallel(task, items):
 
 
 def matmul(a, b, out):
-    """out = a @ b for 2-D NumPy arrays, the rows of a (and of out) shared out over the workers
-    (one product where there is one worker, when called from a worker, or for a small product)."""
+    """out = a @ b for 2-D NumPy arrays, shared out over the workers by the longer of a's rows
+    and b's columns: each worker reads its part of one matrix and all of the other, so the split
+    goes through the larger one (a convolution's (Co, K) @ (K, pixels) by pixels). One product
+    where there is one worker, when called from a worker, or for a small product."""
     if getattr(_inside_worker, "active", False) or a.size * b.shape[1] < MIN_SPLIT_MULTIPLY_ADDS or workers() == 1:
         return numpy.matmul(a, b, out=out)
-    step = -(-a.shape[0] // workers())
-    rows = [slice(start, start + step) for start in range(0, a.shape[0], step)]
-    parallel(lambda part: numpy.matmul(a[part], b, out=out[part]), rows)
+    by_rows = a.shape[0] >= b.shape[1]
+    length = a.shape[0] if by_rows else b.shape[1]
+    step = -(-length // workers())
+    parts = [slice(start, start + step) for start in range(0, length, step)]
+    if by_rows:
+        parallel(lambda part: numpy.matmul(a[part], b, out=out[part]), parts)
+    else:
+        parallel(lambda part: numpy.matmul(a, b[:, part], out=out[:, part]), parts)
     return out
-
 
 
 def channel_slices(out):

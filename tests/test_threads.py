@@ -100,21 +100,26 @@ def test_the_weight_gradient_on_two_workers_is_the_same_bits_every_time(two_work
         np.testing.assert_array_equal(again, first)
 
 
-def test_matmul_shares_rows_out_on_the_calling_thread_and_is_one_product_on_a_worker(two_workers, monkeypatch, rng):
+def test_matmul_shares_out_the_longer_side_on_the_calling_thread_and_is_one_product_on_a_worker(two_workers, monkeypatch, rng):
+    """A tall product is split by a's rows, a wide one by b's columns."""
     a, b = rng.standard_normal((7, 5)), rng.standard_normal((5, 3))
     products = []
     original = np.matmul
 
     def counted(x, y, out):
-        products.append((threading.current_thread().name, x.shape[0]))
+        products.append((threading.current_thread().name, x.shape[0], y.shape[1]))
         return original(x, y, out=out)
     monkeypatch.setattr(threads.numpy, "matmul", counted)
     out = threads.matmul(a, b, np.empty((7, 3)))
     np.testing.assert_allclose(out, a @ b, rtol=1e-14)
-    assert sorted(rows for _, rows in products) == [3, 4] and all(n.startswith("minimenet-worker") for n, _ in products)
+    assert sorted(shape for _, *shape in products) == [[3, 3], [4, 3]] and all(n.startswith("minimenet-worker") for n, *_ in products)
+    products.clear()
+    out = threads.matmul(b.T, a.T, np.empty((3, 7)))
+    np.testing.assert_allclose(out, b.T @ a.T, rtol=1e-14)
+    assert sorted(shape for _, *shape in products) == [[3, 3], [3, 4]]
     products.clear()
     threads.parallel(lambda _: threads.matmul(a, b, np.empty((7, 3))), range(2))
-    assert sorted(rows for _, rows in products) == [7, 7]
+    assert sorted(shape for _, *shape in products) == [[7, 3], [7, 3]]
 
 
 def test_apply_shares_out_channels_and_broadcasts_the_rest(two_workers, monkeypatch, rng):
