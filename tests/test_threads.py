@@ -137,6 +137,7 @@ def test_the_ops_on_two_workers_match_one_worker(two_workers, monkeypatch, rng):
     out by channels (or parameters) on two workers, against the same on one."""
     import minimenet as mm
     monkeypatch.setattr(threads, "MIN_SPLIT_ELEMENTS", 1)  # also makes SGD's two parameters "large"
+    monkeypatch.setattr(mm.tensor, "RELU_CHUNK", 4)  # relu's chunks against zeros, on each worker
     x0, g0 = rng.standard_normal((3, 5, 4, 6)), rng.standard_normal((3, 5, 4, 6))
     gamma0, beta0 = rng.standard_normal(5), rng.standard_normal(5)
 
