@@ -7,7 +7,7 @@ import pytest
 
 from minimenet import conv_cpu, threads
 
-from test_conv import CASES, case_arrays, forward_loop, input_grad_loop, set_budget, weight_grad_loop
+from test_conv_cpu import CASES, case_arrays, forward_loop, input_grad_loop, set_budget, weight_grad_loop
 
 
 class FakeOpenBLAS:

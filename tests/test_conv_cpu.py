@@ -1,0 +1,221 @@
+"""minimenet/conv_cpu.py: the CPU primitives against the direct form.
+
+The primitives build the im2col matrix a block at a time (several images, or a band of output
+rows of one, under ``conv_cpu.COLUMNS_BUDGET`` and ``conv_cpu.BAND_BUDGET`` elements) in reused
+scratch buffers. These tests set both budgets to one value and vary it so that bands of one
+row, of several rows and a shorter last band, blocks of one image, of several, and a shorter
+last block all occur, and compare the forward (by im2col and by shifted taps, with a bias and
+with a batch norm and ReLU before it), the input gradient (every sub-pixel phase is a stride-1
+forward) and the weight gradient with plain loops written from the definitions, in float64 and
+float32, on odd sizes, stride 2 and batch 1; then check the autograd gradients by finite
+differences through ``minimenet.gradcheck``.
+"""
+import numpy as np
+import pytest
+
+from minimenet import Tensor, conv2d, conv_transpose2d, conv_cpu, gradcheck
+from minimenet.conv_geometry import ConvGeometry
+
+
+CHUNKED_TOLERANCE = {"float64": dict(rtol=1e-10, atol=1e-10), "float32": dict(rtol=2e-5, atol=2e-5)}
+
+# (batch, Ci, H, W, Co, kernel, stride, padding)
+CASES = [
+    (3, 3, 7, 5, 4, (3, 3), (1, 1), (1, 1)),   # odd sizes, the 3x3 "same" convolution
+    (1, 2, 9, 6, 3, (3, 3), (2, 2), (1, 1)),   # batch 1, stride 2
+    (5, 4, 6, 7, 2, (1, 1), (2, 2), (0, 0)),   # the 1x1 stride-2 shortcut, odd batch
+    (4, 2, 5, 5, 3, (3, 2), (2, 1), (0, 1)),   # non-square kernel, stride and padding
+    (2, 3, 3, 3, 5, (3, 3), (1, 1), (2, 2)),   # padding wider than the kernel reaches
+    (2, 2, 3, 4, 2, (2, 2), (1, 1), (3, 3)),   # padding past the kernel: bands of nothing but zeros
+    (2, 5, 6, 7, 2, (3, 3), (1, 1), (1, 1)),   # few outputs from many inputs: the forward by col2im
+    (3, 6, 5, 4, 1, (2, 3), (1, 1), (0, 2)),   # one output channel (a scale map), non-square kernel
+]
+
+
+def forward_loop(x, w, stride, padding):
+    (b, _, h, wd), (co, _, kh, kw), (sh, sw), (ph, pw) = x.shape, w.shape, stride, padding
+    ho, wo = (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1
+    y = np.zeros((b, co, ho, wo))
+    for r in range(ho):
+        for c in range(wo):
+            for u in range(kh):
+                for v in range(kw):
+                    p, q = r * sh - ph + u, c * sw - pw + v
+                    if 0 <= p < h and 0 <= q < wd:
+                        y[:, :, r, c] += x[:, :, p, q].astype(np.float64) @ w[:, :, u, v].T.astype(np.float64)
+    return y
+
+
+def input_grad_loop(dy, w, x_shape, stride, padding):
+    (sh, sw), (ph, pw), (_, _, kh, kw) = stride, padding, w.shape
+    dx = np.zeros(x_shape)
+    for r in range(dy.shape[2]):
+        for c in range(dy.shape[3]):
+            for u in range(kh):
+                for v in range(kw):
+                    p, q = r * sh - ph + u, c * sw - pw + v
+                    if 0 <= p < x_shape[2] and 0 <= q < x_shape[3]:
+                        dx[:, :, p, q] += dy[:, :, r, c].astype(np.float64) @ w[:, :, u, v].astype(np.float64)
+    return dx
+
+
+def weight_grad_loop(x, dy, w_shape, stride, padding):
+    (sh, sw), (ph, pw), (_, _, kh, kw) = stride, padding, w_shape
+    dw = np.zeros(w_shape)
+    for r in range(dy.shape[2]):
+        for c in range(dy.shape[3]):
+            for u in range(kh):
+                for v in range(kw):
+                    p, q = r * sh - ph + u, c * sw - pw + v
+                    if 0 <= p < x.shape[2] and 0 <= q < x.shape[3]:
+                        dw[:, :, u, v] += dy[:, :, r, c].T.astype(np.float64) @ x[:, :, p, q].astype(np.float64)
+    return dw
+
+
+def case_arrays(case, dtype, seed=0):
+    b, ci, h, wd, co, (kh, kw), (sh, sw), (ph, pw) = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((b, ci, h, wd)).astype(dtype)
+    w = rng.standard_normal((co, ci, kh, kw)).astype(dtype)
+    dy = rng.standard_normal((b, co, (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1)).astype(dtype)
+    return x, w, dy, (sh, sw), (ph, pw)
+
+
+def set_budget(monkeypatch, elements):
+    """Blocks of at most ``elements``: several images where they fit, else bands of rows."""
+    monkeypatch.setattr(conv_cpu, "COLUMNS_BUDGET", elements)
+    monkeypatch.setattr(conv_cpu, "BAND_BUDGET", elements)
+
+
+def budgets(case):
+    """Column budgets giving bands of one output row and of two (a shorter last band when the
+    rows are odd), one image per block, two (a shorter last block when the batch is odd), and
+    the whole batch in one block."""
+    b, ci, h, wd, co, (kh, kw), (sh, sw), (ph, pw) = case
+    per_row = ci * kh * kw * ((wd + 2 * pw - kw) // sw + 1)
+    per_image = per_row * ((h + 2 * ph - kh) // sh + 1)
+    return [1, 2 * per_row, per_image, 2 * per_image, b * per_image]
+
+
+@pytest.mark.parametrize("shifted_taps", [False, True], ids=["im2col", "shifted_taps"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_primitives_match_the_loops_in_every_chunking(case, dtype, shifted_taps, monkeypatch):
+    """Stride-1 forwards (and the stride-1 phases of input gradients) by plain im2col, or with
+    the kernel rows' taps as rows of the product wherever it applies."""
+    monkeypatch.setattr(conv_cpu, "SHIFTED_TAPS_MAX_ROWS", 10**9 if shifted_taps else 0)
+    monkeypatch.setattr(conv_cpu, "SHIFTED_TAPS_MIN_DEPTH", 0)
+    x, w, dy, stride, padding = case_arrays(case, dtype)
+    expected_y = forward_loop(x, w, stride, padding)
+    expected_dx = input_grad_loop(dy, w, x.shape, stride, padding)
+    expected_dw = weight_grad_loop(x, dy, w.shape, stride, padding)
+    bias = np.linspace(-1, 1, w.shape[0]).astype(dtype)
+    scale, shift = np.linspace(0.5, 2, x.shape[1]).astype(dtype), np.linspace(-0.3, 0.2, x.shape[1]).astype(dtype)
+    expected_affine_y = forward_loop(np.maximum(x * scale.reshape(-1, 1, 1) + shift.reshape(-1, 1, 1), 0), w, stride, padding)
+    for budget in budgets(case):
+        set_budget(monkeypatch, budget)
+        y = conv_cpu.conv2d_forward(x, w, stride, padding)
+        assert y.dtype == dtype
+        np.testing.assert_allclose(y, expected_y, **CHUNKED_TOLERANCE[dtype])
+        # the bias is added block by block, or per image on the col2im path
+        np.testing.assert_allclose(conv_cpu.conv2d_forward(x, w, stride, padding, bias), expected_y + bias.reshape(-1, 1, 1),
+                                   **CHUNKED_TOLERANCE[dtype])
+        # relu(x scale + shift) is applied to the rows each block copies, or to all of x first on the col2im path
+        np.testing.assert_allclose(conv_cpu.conv2d_forward(x, w, stride, padding, None, (scale, shift)), expected_affine_y,
+                                   **CHUNKED_TOLERANCE[dtype])
+        for method in ("phases", "col2im"):
+            dx = conv_cpu.conv2d_input_grad(dy, w, x.shape, stride, padding, method=method)
+            np.testing.assert_allclose(dx, expected_dx, **CHUNKED_TOLERANCE[dtype])
+        dw = conv_cpu.conv2d_weight_grad(x, dy, w.shape, stride, padding)
+        assert dw.dtype == dtype
+        np.testing.assert_allclose(dw, expected_dw, **CHUNKED_TOLERANCE[dtype])
+
+
+def test_the_blocks_are_what_the_test_above_needs(monkeypatch):
+    """Bands of one row and of several with a shorter last one, one image per block, a shorter
+    last block, and the whole batch: all occur, and each budget's blocks cover every output row of
+    every image once, in order."""
+    kinds = set()
+    for case in CASES:
+        x, w, _, stride, padding = case_arrays(case, "float64")
+        geometry = ConvGeometry.of(x.shape, w.shape, stride, padding, "test")
+        for budget in budgets(case):
+            set_budget(monkeypatch, budget)
+            blocks = list(conv_cpu._blocks(geometry))
+            covered = [(first + i, row + r) for first, n, row, rows in blocks for i in range(n) for r in range(rows)]
+            assert covered == [(i, r) for i in range(geometry.batch) for r in range(geometry.out_height)]
+            for first, n, row, rows in blocks:
+                if rows < geometry.out_height:
+                    kinds.add("short band" if rows < blocks[0][3] else "one-row band" if rows == 1 else "band")
+                else:
+                    kinds.add("short block" if n < blocks[0][1] else "one image" if n == 1 else
+                              "whole batch" if n == geometry.batch else "images")
+    assert {"one-row band", "band", "short band", "one image", "images", "short block", "whole batch"} <= kinds
+
+
+def test_stride_1_forwards_with_few_outputs_take_the_kernel_rows_taps_as_product_rows(monkeypatch):
+    taken = []
+    original = conv_cpu._forward_by_shifted_taps
+    monkeypatch.setattr(conv_cpu, "_forward_by_shifted_taps", lambda *args: taken.append(args[1].shape) or original(*args))
+    x = np.zeros((1, 16, 6, 6))
+    for w_shape, stride in [((128, 16, 3, 3), 1), ((129, 16, 3, 3), 1), ((4, 16, 3, 1), 1), ((4, 16, 3, 3), 2)]:
+        conv_cpu.conv2d_forward(x, np.zeros(w_shape), (stride, stride), (1, 1))
+    conv_cpu.conv2d_forward(x[:, :15], np.zeros((4, 15, 3, 3)), (1, 1), (1, 1))
+    # kw Co <= 384 and Ci kh >= 48; not 3 x 129 rows, a 1-wide kernel, stride 2 or 15 x 3 deep
+    assert taken == [(128, 16, 3, 3)]
+
+
+def test_images_go_several_to_a_block_only_under_the_band_budget(monkeypatch):
+    """An image over BAND_BUDGET is cut into bands even when COLUMNS_BUDGET would hold several."""
+    geometry = ConvGeometry.of((5, 2, 6, 6), (3, 2, 3, 3), 1, 1, "test")  # 18 x 36 = 648 elements an image
+    monkeypatch.setattr(conv_cpu, "COLUMNS_BUDGET", 3 * 648)
+    monkeypatch.setattr(conv_cpu, "BAND_BUDGET", 648)
+    assert [(n, rows) for _, n, _, rows in conv_cpu._blocks(geometry)] == [(3, 6), (2, 6)]
+    monkeypatch.setattr(conv_cpu, "BAND_BUDGET", 647)
+    assert [(n, rows) for _, n, _, rows in conv_cpu._blocks(geometry)] == [(1, 5), (1, 1)] * 5
+
+
+@pytest.mark.parametrize("fitting,shares,expected", [(4, 1, [4, 1]), (4, 2, [3, 2]), (4, 3, [2, 2, 1]), (5, 2, [5]), (9, 2, [5])])
+def test_several_blocks_of_images_are_shared_evenly_among_the_workers(fitting, shares, expected, monkeypatch):
+    """A batch of 5 that takes several blocks is cut into blocks of at most an even share per
+    worker; one that fits in one block stays one."""
+    geometry = ConvGeometry.of((5, 2, 6, 6), (3, 2, 3, 3), 1, 1, "test")  # 648 elements an image
+    monkeypatch.setattr(conv_cpu, "COLUMNS_BUDGET", fitting * 648)
+    assert [n for _, n, _, _ in conv_cpu._blocks(geometry, shares=shares)] == expected
+
+
+def test_scratch_buffers_left_dirty_by_a_larger_convolution_do_not_leak():
+    """A convolution after a larger one reuses its buffers: the zero border and the columns must
+    be rewritten, not inherited."""
+    rng = np.random.default_rng(3)
+    big_x, big_w = 1e3 * (1 + rng.random((2, 6, 11, 9))), rng.standard_normal((3, 6, 3, 3))
+    conv_cpu.conv2d_forward(big_x, big_w, (1, 1), (0, 0))
+    x, w = rng.standard_normal((2, 2, 4, 5)), rng.standard_normal((3, 2, 3, 3))
+    np.testing.assert_allclose(conv_cpu.conv2d_forward(x, w, (1, 1), (2, 2)), forward_loop(x, w, (1, 1), (2, 2)), rtol=1e-12, atol=1e-12)
+
+
+def test_outputs_do_not_alias_the_scratch_buffers():
+    rng = np.random.default_rng(4)
+    x, w = rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3))
+    first = conv_cpu.conv2d_forward(x, w, (1, 1), (1, 1))
+    kept = first.copy()
+    conv_cpu.conv2d_forward(2 * x, w, (1, 1), (1, 1))
+    conv_cpu.conv2d_input_grad(first, w, x.shape, (1, 1), (1, 1))
+    np.testing.assert_array_equal(first, kept)
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_gradcheck_with_one_row_bands(case, monkeypatch):
+    set_budget(monkeypatch, 1)
+    x, w, _, stride, padding = case_arrays(case, "float64", seed=5)
+    inputs = [Tensor(x[:2], requires_grad=True), Tensor(w, requires_grad=True)]
+    gradcheck(lambda x, w: conv2d(x, w, stride=stride, padding=padding), inputs, max_elements=60)
+
+
+def test_transposed_convolution_gradcheck_with_one_row_bands(monkeypatch):
+    """The decoder's 4x4 stride-2 upsampling, with output_padding: its forward is the phase-wise
+    input gradient, its backward the forward and weight-gradient primitives."""
+    set_budget(monkeypatch, 1)
+    rng = np.random.default_rng(6)
+    x, w = Tensor(rng.standard_normal((3, 2, 3, 4)), requires_grad=True), Tensor(rng.standard_normal((2, 3, 4, 4)), requires_grad=True)
+    gradcheck(lambda x, w: conv_transpose2d(x, w, stride=2, padding=1, output_padding=1), [x, w], max_elements=60)
