@@ -8,6 +8,8 @@ taps that reach that phase, whichever moves less data (at stride 1, one forward)
 adjointness a stride-1 forward with few outputs from many inputs is the col2im of the adjoint.
 Outputs come from reused memory (``minimenet.memory``).
 """
+import itertools
+
 import numpy
 
 from . import memory, threads
@@ -246,11 +248,14 @@ def conv2d_input_grad(dy, w, x_shape, stride, padding, method=None):
 
 
 def _input_grad_by_col2im(dy, w, x_shape, stride, padding, bias=None):
-    """The columns w^T dy of each image added tap by tap onto its zeroed, padded image, one
-    image at a time on the worker threads, then ``bias`` (one value per channel of the result,
-    for the forward that runs as this) added to the image while it is in the cache. Small
-    images' columns come from one product for all of them, as in the forward (the 1 x 1 -> 7 x 7
-    expand layer reads its 205 MB weight once, not once per image)."""
+    """The columns w^T dy of each image added onto its padded image, one image at a time on the
+    worker threads, then ``bias`` (one value per channel of the result, for the forward that
+    runs as this) added to the image while it is in the cache. The taps that land on one
+    sub-pixel phase of the image are summed in a plane of their own, which is then written into
+    the phase once (a 4 x 4 / 2 transposed convolution, 128 -> 32 at 112 x 112, batch 5, one
+    thread: 63 ms, against 68 adding every tap into the strided image). Small images' columns
+    come from one product for all of them, as in the forward (the 1 x 1 -> 7 x 7 expand layer
+    reads its 205 MB weight once, not once per image)."""
     xp = array_module(dy)
     (co, ci, kh, kw), (sh, sw), (ph, pw) = w.shape, stride, padding
     b, _, ho, wo = dy.shape
@@ -269,10 +274,18 @@ def _input_grad_by_col2im(dy, w, x_shape, stride, padding, bias=None):
             columns = _matmul(xp, weight_columns, dy[image].reshape(co, ho * wo),
                               memory.scratch("col2im", (ci * kh * kw, ho * wo), dy.dtype, like=dy)).reshape(ci, kh, kw, ho, wo)
         target = padded[image]
-        target[...] = 0
-        for u in range(kh):
-            for v in range(kw):
-                target[:, u:u + sh * (ho - 1) + 1:sh, v:v + sw * (wo - 1) + 1:sw] += columns[:, u, v]
+        for a, c in itertools.product(range(sh), range(sw)):
+            # The taps u = a + sh t, v = c + sw s land on rows and columns of this phase, the
+            # sh-th and sw-th ones from a, c: summed into one plane, written once.
+            phase, taps_u, taps_v = target[:, a::sh, c::sw], range(a, kh, sh), range(c, kw, sw)
+            plane = memory.scratch("phase plane", (ci, ho + len(taps_u) - 1, wo + len(taps_v) - 1), dy.dtype, like=dy)
+            plane[...] = 0
+            for (t, u), (s, v) in itertools.product(enumerate(taps_u), enumerate(taps_v)):
+                plane[:, t:t + ho, s:s + wo] += columns[:, u, v]
+            rows, cols = min(plane.shape[1], phase.shape[1]), min(plane.shape[2], phase.shape[2])
+            phase[:, :rows, :cols] = plane[:, :rows, :cols]
+            phase[:, rows:] = 0
+            phase[:, :rows, cols:] = 0
         if bias is not None:
             target[:, ph:ph + h, pw:pw + wd] += bias.reshape(-1, 1, 1)
     _each(xp, scatter, range(b), ConvGeometry.of(x_shape, w.shape, stride, padding, "conv2d_input_grad"))
