@@ -28,8 +28,8 @@ from dataclasses import asdict, dataclass, replace
 import numpy
 
 from . import nn
-from .fused import batch_norm_relu_conv2d
 from .backend import array_module, to_numpy
+from .fused import batch_norm_relu_conv2d
 from .losses import METRIC_GRADIENTS, metric_loss, softmax_cross_entropy
 from .norm import l2_normalize
 from .resize import upsample_nearest
