@@ -6,7 +6,9 @@ worker threads (``minimenet.threads``); the weight gradient rebuilds the columns
 x. The input gradient is either col2im or, per sub-pixel phase, a stride-1 forward of dy by the
 taps that reach that phase, whichever moves less data (at stride 1, one forward); by the same
 adjointness a stride-1 forward with few outputs from many inputs is the col2im of the adjoint.
-Outputs come from reused memory (``minimenet.memory``).
+A stride-1 forward and weight gradient with few output channels take a kernel row's taps as
+rows of their products (``_forward_by_shifted_taps``). Outputs come from reused memory
+(``minimenet.memory``).
 """
 import itertools
 
