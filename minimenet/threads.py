@@ -89,9 +89,20 @@ def matmul(a, b, out):
     """out = a @ b for 2-D NumPy arrays, shared out over the workers by the longer of a's rows
     and b's columns: each worker reads its part of one matrix and all of the other, so the split
     goes through the larger one (a convolution's (Co, K) @ (K, pixels) by pixels). One product
-    where there is one worker, when called from a worker, or for a small product."""
-    if getattr(_inside_worker, "active", False) or a.size * b.shape[1] < MIN_SPLIT_MULTIPLY_ADDS or workers() == 1:
+    where there is one worker or when called from a worker; a small product stays on the
+    calling thread with OpenBLAS at one thread meanwhile, since a product on OpenBLAS's own
+    threads leaves them spinning into the next region (paper step on two threads 3.67-3.81 s,
+    3.38-3.54 with OpenBLAS held at one thread throughout)."""
+    if getattr(_inside_worker, "active", False) or workers() == 1:
         return numpy.matmul(a, b, out=out)
+    if a.size * b.shape[1] < MIN_SPLIT_MULTIPLY_ADDS:
+        with _lock:
+            count = workers()
+            _openblas[1](1)
+            try:
+                return numpy.matmul(a, b, out=out)
+            finally:
+                _openblas[1](count)
     by_rows = a.shape[0] >= b.shape[1]
     length = a.shape[0] if by_rows else b.shape[1]
     step = -(-length // workers())

@@ -158,11 +158,21 @@ def test_the_ops_on_two_workers_match_one_worker(two_workers, monkeypatch, rng):
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
 
 
-def test_small_work_stays_on_the_calling_thread(two_workers, monkeypatch, rng):
+def test_small_work_stays_on_the_calling_thread_with_openblas_at_one_thread(two_workers, monkeypatch, rng):
+    """Each small product runs on the calling thread, OpenBLAS set to one thread for it and
+    back to two after, so that OpenBLAS's own threads never wake to spin."""
     monkeypatch.setattr(threads, "MIN_SPLIT_MULTIPLY_ADDS", 10**9)
+    products = []
+    original = np.matmul
+
+    def recorded(a, b, out):
+        products.append((threading.current_thread() is threading.main_thread(), two_workers.count))
+        return original(a, b, out=out)
+    monkeypatch.setattr(threads.numpy, "matmul", recorded)
     x, w, dy, stride, padding = case_arrays(CASES[0], "float64")
     conv_cpu.conv2d_forward(x, w, stride, padding)
     conv_cpu.conv2d_weight_grad(x, dy, w.shape, stride, padding)
     threads.matmul(rng.standard_normal((4, 3)), rng.standard_normal((3, 2)), np.empty((4, 2)))
+    assert len(products) >= 3 and set(products) == {(True, 1)}
+    assert two_workers.history == [1, 2] * len(products) and two_workers.count == 2
     assert threads.channel_slices(rng.standard_normal((2, 4, 8, 8))) == [slice(None)]  # under MIN_SPLIT_ELEMENTS
-    assert two_workers.history == []
