@@ -29,6 +29,7 @@ CASES = [
     (2, 2, 3, 4, 2, (2, 2), (1, 1), (3, 3)),   # padding past the kernel: bands of nothing but zeros
     (2, 5, 6, 7, 2, (3, 3), (1, 1), (1, 1)),   # few outputs from many inputs: the forward by col2im
     (3, 6, 5, 4, 1, (2, 3), (1, 1), (0, 2)),   # one output channel (a scale map), non-square kernel
+    (1, 3, 5, 6, 4, (3, 3), (1, 1), (1, 1)),   # batch 1 at stride 1: one image's bands
 ]
 
 
@@ -204,9 +205,12 @@ def test_outputs_do_not_alias_the_scratch_buffers():
     np.testing.assert_array_equal(first, kept)
 
 
+@pytest.mark.parametrize("shifted_taps", [False, True], ids=["im2col", "shifted_taps"])
 @pytest.mark.parametrize("case", CASES, ids=str)
-def test_gradcheck_with_one_row_bands(case, monkeypatch):
+def test_gradcheck_with_one_row_bands(case, shifted_taps, monkeypatch):
     set_budget(monkeypatch, 1)
+    monkeypatch.setattr(conv_cpu, "SHIFTED_TAPS_MAX_ROWS", 10**9 if shifted_taps else 0)
+    monkeypatch.setattr(conv_cpu, "SHIFTED_TAPS_MIN_DEPTH", 0)
     x, w, _, stride, padding = case_arrays(case, "float64", seed=5)
     inputs = [Tensor(x[:2], requires_grad=True), Tensor(w, requires_grad=True)]
     gradcheck(lambda x, w: conv2d(x, w, stride=stride, padding=padding), inputs, max_elements=60)
