@@ -104,16 +104,21 @@ def install(profile):
         setattr(module, name, timed)
 
 
+def profiled_runner(preset, batch):
+    """A random batch, ``bench_train``'s model and inference for it, and a Profile installed
+    with its wall-clock counter."""
+    images, masks = random_batch(batch, {"tiny": 64, "paper": 224}[preset])
+    model, _, infer = minimenet_runner(preset, images, masks, 0.01)
+    profile = Profile()
+    install(profile)
+    return images, masks, model, infer, profile, collections.Counter()
+
+
 def profile_steps(preset, batch, steps, warmup):
-    size = {"tiny": 64, "paper": 224}[preset]
-    images, masks = random_batch(batch, size)
-    model, _, _ = minimenet_runner(preset, images, masks, 0.01)
+    images, masks, model, _, profile, wall = profiled_runner(preset, batch)
     opt = minimenet.SGD(model.parameters(), 0.01, momentum=0.9, weight_decay=1e-8,
                         multipliers=model.learning_rate_multipliers())
     x, m = minimenet.Tensor(images), masks
-    profile = Profile()
-    install(profile)
-    wall = collections.Counter()
     for i in range(warmup + steps):
         if i == warmup:
             profile.seconds.clear(), profile.calls.clear()
@@ -139,12 +144,7 @@ def profile_steps(preset, batch, steps, warmup):
 
 
 def profile_inference(preset, batch, steps, warmup):
-    size = {"tiny": 64, "paper": 224}[preset]
-    images, masks = random_batch(batch, size)
-    model, _, infer = minimenet_runner(preset, images, masks, 0.01)
-    profile = Profile()
-    install(profile)
-    wall = collections.Counter()
+    images, _, _, infer, profile, wall = profiled_runner(preset, batch)
     for i in range(warmup + steps):
         if i == warmup:
             profile.seconds.clear(), profile.calls.clear()

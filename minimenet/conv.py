@@ -19,7 +19,7 @@ bias is added inside the forward primitive (to each block while it is in the cac
 gradient is the output gradient summed over batch and pixels. Shapes are checked once, by
 ``conv_geometry.ConvGeometry``, which both paths read.
 """
-from . import backend, conv_cpu, cuda, threads
+from . import backend, conv_cpu, cuda, norm, threads
 from .backend import array_module
 from .conv_geometry import ConvGeometry, pair
 from .tensor import Tensor, check_dtypes
@@ -29,7 +29,7 @@ def _forward(x, w, geometry, bias=None, input_affine=None):
     """y = conv(x, w) (+ bias, one value per output channel) on x's backend; with
     ``input_affine`` = (scale, shift), of relu(x scale + shift) instead of x."""
     if backend.runs_on_cuda_kernels(x):
-        y = cuda.conv2d_forward(x if input_affine is None else conv_cpu.relu_affine(x, *input_affine), w, geometry.stride, geometry.padding)
+        y = cuda.conv2d_forward(x if input_affine is None else norm.relu_affine(x, *input_affine), w, geometry.stride, geometry.padding)
         return y if bias is None else _add_bias_in_place(y, bias)
     return conv_cpu.conv2d_forward(x, w, geometry.stride, geometry.padding, bias, input_affine)
 

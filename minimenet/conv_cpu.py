@@ -17,7 +17,7 @@ import numpy
 from . import memory, threads
 from .backend import array_module
 from .conv_geometry import ConvGeometry
-from .tensor import maximum_zero
+from .norm import relu_affine
 
 
 # The im2col matrix is built a block at a time in a reused buffer (a fresh 289 MB matrix for a
@@ -184,18 +184,6 @@ def _forward_by_shifted_taps(x, w, geometry, bias, input_affine):
         if bias is not None:
             out += bias.reshape(-1, 1, 1, 1)
     _each(xp, convolve, list(_blocks(g, whole_width=True, shares=_shares(xp, g))), g)
-    return y
-
-
-def relu_affine(x, scale, shift, out=None):
-    """relu(x scale + shift), scale and shift (C,) per channel of x (B, C, H, W), into ``out``
-    (new memory by default), an image at a time."""
-    xp, y = array_module(x), memory.empty_like(x) if out is None else out
-    scale, shift = scale.reshape(-1, 1, 1), shift.reshape(-1, 1, 1)
-    for image, result in zip(x, y):
-        xp.multiply(image, scale, out=result)
-        result += shift
-        maximum_zero(result, result)
     return y
 
 

@@ -1,7 +1,8 @@
-"""Normalisation ops: batch normalisation and L2 normalisation over channels."""
+"""Normalisation ops: batch normalisation and L2 normalisation over channels; the eval batch norm
+as an affine map (and with a ReLU, on arrays) for the inference-time BRC."""
 from . import memory, threads
 from .backend import array_module
-from .tensor import Tensor, check_dtypes
+from .tensor import Tensor, check_dtypes, maximum_zero
 
 
 def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1, eps=1e-5):
@@ -89,6 +90,19 @@ def eval_affine(gamma, beta, running_mean, running_var, eps=1e-5, dtype=None):
     dtype = dtype or gamma.dtype
     scale = (gamma / array_module(gamma).sqrt(running_var.astype(dtype) + eps)).astype(dtype)
     return scale, (beta - running_mean.astype(dtype) * scale).astype(dtype)
+
+
+def relu_affine(x, scale, shift, out=None):
+    """relu(x scale + shift), scale and shift (C,) per channel of x (B, C, H, W), into ``out``
+    (new memory by default), an image at a time: a batch norm in eval mode (``eval_affine``)
+    and a ReLU on arrays, for the inference-time BRC (``fused.batch_norm_relu_conv2d``)."""
+    xp, y = array_module(x), memory.empty_like(x) if out is None else out
+    scale, shift = scale.reshape(-1, 1, 1), shift.reshape(-1, 1, 1)
+    for image, result in zip(x, y):
+        xp.multiply(image, scale, out=result)
+        result += shift
+        maximum_zero(result, result)
+    return y
 
 
 def _per_channel(values):

@@ -20,6 +20,7 @@ one keeps everything on the calling thread. Where OpenBLAS's thread count cannot
 a multi-threaded BLAS would fight over the cores.
 """
 import concurrent.futures
+import contextlib
 import ctypes
 import threading
 
@@ -73,16 +74,23 @@ def parallel(task, items):
     items = list(items)
     if getattr(_inside_worker, "active", False) or len(items) < 2 or workers() == 1:
         return [task(item) for item in items]
-    set_threads = _openblas[1]
-    with _lock:  # one parallel region at a time: OpenBLAS's thread count is global
-        count = workers()
+    with _openblas_at_one_thread() as count:
         if count not in _pools:
             _pools[count] = concurrent.futures.ThreadPoolExecutor(count, "minimenet-worker", _mark_worker)
-        set_threads(1)
+        return list(_pools[count].map(task, items))
+
+
+@contextlib.contextmanager
+def _openblas_at_one_thread():
+    """OpenBLAS at one thread for the while, its thread count (the workers') given to the block
+    and restored after it. One such region at a time: the count is global to the process."""
+    with _lock:
+        count = workers()
+        _openblas[1](1)
         try:
-            return list(_pools[count].map(task, items))
+            yield count
         finally:
-            set_threads(count)
+            _openblas[1](count)
 
 
 def matmul(a, b, out):
@@ -96,13 +104,8 @@ def matmul(a, b, out):
     if getattr(_inside_worker, "active", False) or workers() == 1:
         return numpy.matmul(a, b, out=out)
     if a.size * b.shape[1] < MIN_SPLIT_MULTIPLY_ADDS:
-        with _lock:
-            count = workers()
-            _openblas[1](1)
-            try:
-                return numpy.matmul(a, b, out=out)
-            finally:
-                _openblas[1](count)
+        with _openblas_at_one_thread():
+            return numpy.matmul(a, b, out=out)
     by_rows = a.shape[0] >= b.shape[1]
     length = a.shape[0] if by_rows else b.shape[1]
     step = -(-length // workers())
