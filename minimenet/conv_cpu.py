@@ -44,12 +44,15 @@ FORWARD_BY_COL2IM = 2.0
 # then y[o, r, c] = sum_v Z[v, o, r, c + v]. The columns shrink kw-fold, and on one core a
 # (96, 96) @ (96, N) product ran at 195 GFLOP/s where (32, 288) @ (288, N) ran at 136. Measured
 # side by side, 3 x 3, batch 5, one thread, im2col / shifted taps in ms: Ci = Co = 32 at
-# 224 x 224 41.7 / 33.6, 64 at 112 29.2 / 26.2, 128 at 56 24.9 / 24.2, 256 at 28 23.5 / 25.1;
-# 16 -> 16 at 224 16.3 / 12.2, 13 -> 16 13.6 / 12.0, but 3 -> 32 (the stem, a product 9 deep)
-# 6.7 / 22.5. So it is taken where kw Co is at most SHIFTED_TAPS_MAX_ROWS and Ci kh at least
-# SHIFTED_TAPS_MIN_DEPTH.
+# 224 x 224 41.7 / 33.6, 64 at 112 29.2 / 26.2, 128 at 56 24.9 / 24.2, 256 at 28 23.5 / 25.1
+# (so kw Co is at most SHIFTED_TAPS_MAX_ROWS). It pays where it copies less: per output row,
+# Ci kh rows of columns and kw Co rows of product, both of the padded width, against Ci kh kw
+# rows of im2col columns (``_by_shifted_taps``). Forward / weight gradient in ms, im2col against
+# shifted taps: 13 -> 16 at 224 x 224 13.1 / 9.8 and 14.9 / 11.9; batch 8, 13 -> 16 at 64 x 64
+# 2.1 / 1.4 and 2.5 / 1.7, 4 -> 4 at 64 x 64 0.47 / 0.32 and 0.58 / 0.29, 16 -> 16 at 16 x 16
+# 0.21 / 0.16 and 0.24 / 0.15; but the stem 3 -> 32 6.7 / 22.5 and 128 -> 128 at 2 x 2
+# 0.16 / 0.22 and 0.16 / 0.66, which copy more.
 SHIFTED_TAPS_MAX_ROWS = 384
-SHIFTED_TAPS_MIN_DEPTH = 48
 
 
 def _blocks(geometry, whole_width=False, shares=1):
@@ -157,9 +160,14 @@ def conv2d_forward(x, w, stride, padding, bias=None, input_affine=None):
 
 def _by_shifted_taps(g):
     """Whether the forward and the weight gradient take a kernel row's taps as rows of their
-    products (``SHIFTED_TAPS_MAX_ROWS``)."""
-    return (g.stride == (1, 1) and g.kernel_width > 1 and g.kernel_width * g.out_channels <= SHIFTED_TAPS_MAX_ROWS
-            and g.in_channels * g.kernel_height >= SHIFTED_TAPS_MIN_DEPTH)
+    products: stride 1, at most ``SHIFTED_TAPS_MAX_ROWS`` rows, and fewer elements copied per
+    output row (Ci kh rows of whole-width columns and kw Co rows of product, against Ci kh kw
+    rows of im2col columns)."""
+    if g.stride != (1, 1) or g.kernel_width == 1 or g.kernel_width * g.out_channels > SHIFTED_TAPS_MAX_ROWS:
+        return False
+    padded_width = g.in_width + 2 * g.padding[1]
+    by_shifted_taps = (g.in_channels * g.kernel_height + g.kernel_width * g.out_channels) * padded_width
+    return by_shifted_taps < g.in_channels * g.kernel_height * g.kernel_width * g.out_width
 
 
 def _forward_by_shifted_taps(x, w, geometry, bias, input_affine):
@@ -238,47 +246,54 @@ def conv2d_input_grad(dy, w, x_shape, stride, padding, method=None):
 
 
 def _input_grad_by_col2im(dy, w, x_shape, stride, padding, bias=None):
-    """The columns w^T dy of each image added onto its padded image, one image at a time on the
-    worker threads, then ``bias`` (one value per channel of the result, for the forward that
-    runs as this) added to the image while it is in the cache. The taps that land on one
-    sub-pixel phase of the image are summed in a plane of their own, which is then written into
-    the phase once (a 4 x 4 / 2 transposed convolution, 128 -> 32 at 112 x 112, batch 5, one
-    thread: 63 ms, against 68 adding every tap into the strided image). Small images' columns
-    come from one product for all of them, as in the forward (the 1 x 1 -> 7 x 7 expand layer
-    reads its 205 MB weight once, not once per image)."""
+    """The columns w^T dy added onto the padded images, then ``bias`` (one value per channel of
+    the result, for the forward that runs as this) added while they are in the cache. The taps
+    that land on one sub-pixel phase of the image are summed in a plane of their own, which is
+    then written into the phase once (a 4 x 4 / 2 transposed convolution, 128 -> 32 at
+    112 x 112, batch 5, one thread: 63 ms, against 68 adding every tap into the strided image).
+    Large images go one at a time on the worker threads; small images' columns come from one
+    product for all of them, as in the forward (the 1 x 1 -> 7 x 7 expand layer reads its 205 MB
+    weight once, not once per image), and are scattered an even share of the batch per worker
+    at a time (the input gradient of a 4 x 4 / 2 convolution, 64 -> 256 channels from 4 x 4
+    images, batch 8, one thread: 0.77 ms image by image, 0.38 together)."""
     xp = array_module(dy)
     (co, ci, kh, kw), (sh, sw), (ph, pw) = w.shape, stride, padding
     b, _, ho, wo = dy.shape
     _, _, h, wd = x_shape
+    geometry = ConvGeometry.of(x_shape, w.shape, stride, padding, "conv2d_input_grad")
     weight_columns = w.reshape(co, -1).T
     padded = memory.empty((b, ci, h + 2 * ph, wd + 2 * pw), dy.dtype, like=dy)
     together = b * ci * kh * kw * ho * wo <= COLUMNS_BUDGET
     if together:
         every_image = _matmul(xp, weight_columns, dy.transpose(1, 0, 2, 3).reshape(co, -1),
                               memory.scratch("col2im", (ci * kh * kw, b * ho * wo), dy.dtype, like=dy)).reshape(ci, kh, kw, b, ho, wo)
+        share = -(-b // _shares(xp, geometry))
+        images = [slice(first, first + share) for first in range(0, b, share)]
+    else:
+        images = [slice(image, image + 1) for image in range(b)]
 
-    def scatter(image):
+    def scatter(these):
         if together:
-            columns = every_image[:, :, :, image]
+            columns = every_image[:, :, :, these]
         else:
-            columns = _matmul(xp, weight_columns, dy[image].reshape(co, ho * wo),
-                              memory.scratch("col2im", (ci * kh * kw, ho * wo), dy.dtype, like=dy)).reshape(ci, kh, kw, ho, wo)
-        target = padded[image]
+            columns = _matmul(xp, weight_columns, dy[these].reshape(co, ho * wo),
+                              memory.scratch("col2im", (ci * kh * kw, ho * wo), dy.dtype, like=dy)).reshape(ci, kh, kw, 1, ho, wo)
+        target = padded[these].transpose(1, 0, 2, 3)  # (Ci, n, H + 2ph, W + 2pw), as the columns
         for a, c in itertools.product(range(sh), range(sw)):
             # The taps u = a + sh t, v = c + sw s land on rows and columns of this phase, the
             # sh-th and sw-th ones from a, c: summed into one plane, written once.
-            phase, taps_u, taps_v = target[:, a::sh, c::sw], range(a, kh, sh), range(c, kw, sw)
-            plane = memory.scratch("phase plane", (ci, ho + len(taps_u) - 1, wo + len(taps_v) - 1), dy.dtype, like=dy)
+            phase, taps_u, taps_v = target[:, :, a::sh, c::sw], range(a, kh, sh), range(c, kw, sw)
+            plane = memory.scratch("phase plane", (ci, columns.shape[3], ho + len(taps_u) - 1, wo + len(taps_v) - 1), dy.dtype, like=dy)
             plane[...] = 0
             for (t, u), (s, v) in itertools.product(enumerate(taps_u), enumerate(taps_v)):
-                plane[:, t:t + ho, s:s + wo] += columns[:, u, v]
-            rows, cols = min(plane.shape[1], phase.shape[1]), min(plane.shape[2], phase.shape[2])
-            phase[:, :rows, :cols] = plane[:, :rows, :cols]
-            phase[:, rows:] = 0
-            phase[:, :rows, cols:] = 0
+                plane[..., t:t + ho, s:s + wo] += columns[:, u, v]
+            rows, cols = min(plane.shape[2], phase.shape[2]), min(plane.shape[3], phase.shape[3])
+            phase[..., :rows, :cols] = plane[..., :rows, :cols]
+            phase[..., rows:, :] = 0
+            phase[..., :rows, cols:] = 0
         if bias is not None:
-            target[:, ph:ph + h, pw:pw + wd] += bias.reshape(-1, 1, 1)
-    _each(xp, scatter, range(b), ConvGeometry.of(x_shape, w.shape, stride, padding, "conv2d_input_grad"))
+            target[..., ph:ph + h, pw:pw + wd] += bias.reshape(-1, 1, 1, 1)
+    _each(xp, scatter, images, geometry)
     return padded[:, :, ph:ph + h, pw:pw + wd]
 
 

@@ -104,8 +104,7 @@ def budgets(case):
 def test_primitives_match_the_loops_in_every_chunking(case, dtype, shifted_taps, monkeypatch):
     """Stride-1 forwards (and the stride-1 phases of input gradients) by plain im2col, or with
     the kernel rows' taps as rows of the product wherever it applies."""
-    monkeypatch.setattr(conv_cpu, "SHIFTED_TAPS_MAX_ROWS", 10**9 if shifted_taps else 0)
-    monkeypatch.setattr(conv_cpu, "SHIFTED_TAPS_MIN_DEPTH", 0)
+    force_shifted_taps(monkeypatch, shifted_taps)
     x, w, dy, stride, padding = case_arrays(case, dtype)
     expected_y = forward_loop(x, w, stride, padding)
     expected_dx = input_grad_loop(dy, w, x.shape, stride, padding)
@@ -154,16 +153,23 @@ def test_the_blocks_are_what_the_test_above_needs(monkeypatch):
     assert {"one-row band", "band", "short band", "one image", "images", "short block", "whole batch"} <= kinds
 
 
+def force_shifted_taps(monkeypatch, shifted_taps):
+    """Every stride-1 forward and weight gradient with kw > 1 by shifted taps, or none."""
+    monkeypatch.setattr(conv_cpu, "_by_shifted_taps", lambda g: shifted_taps and g.stride == (1, 1) and g.kernel_width > 1)
+
+
 def test_stride_1_forwards_with_few_outputs_take_the_kernel_rows_taps_as_product_rows(monkeypatch):
     taken = []
     original = conv_cpu._forward_by_shifted_taps
     monkeypatch.setattr(conv_cpu, "_forward_by_shifted_taps", lambda *args: taken.append(args[1].shape) or original(*args))
-    x = np.zeros((1, 16, 6, 6))
-    for w_shape, stride in [((128, 16, 3, 3), 1), ((129, 16, 3, 3), 1), ((4, 16, 3, 1), 1), ((4, 16, 3, 3), 2)]:
-        conv_cpu.conv2d_forward(x, np.zeros(w_shape), (stride, stride), (1, 1))
-    conv_cpu.conv2d_forward(x[:, :15], np.zeros((4, 15, 3, 3)), (1, 1), (1, 1))
-    # kw Co <= 384 and Ci kh >= 48; not 3 x 129 rows, a 1-wide kernel, stride 2 or 15 x 3 deep
-    assert taken == [(128, 16, 3, 3)]
+    for shape, w_shape, stride in [((16, 62), (8, 16, 3, 3), 1), ((16, 62), (30, 16, 3, 3), 1), ((16, 62), (31, 16, 3, 3), 1),
+                                   ((130, 62), (128, 130, 3, 3), 1), ((130, 62), (129, 130, 3, 3), 1), ((16, 2), (8, 16, 3, 3), 1),
+                                   ((16, 62), (4, 16, 3, 1), 1), ((16, 62), (4, 16, 3, 3), 2), ((3, 62), (32, 3, 3, 3), 1)]:
+        channels, size = shape
+        conv_cpu.conv2d_forward(np.zeros((1, channels, size, size)), np.zeros(w_shape), (stride, stride), (1, 1))
+    # where (Ci kh + kw Co) (W + 2 pw) < Ci kh kw Wo and kw Co <= 384: not (48 + 93) 64 > 144 x 62 or
+    # (48 + 24) 4 = 144 x 2 copied, 3 x 129 product rows, a 1-wide kernel, stride 2, or the stem
+    assert taken == [(8, 16, 3, 3), (30, 16, 3, 3), (128, 130, 3, 3)]
 
 
 def test_images_go_several_to_a_block_only_under_the_band_budget(monkeypatch):
@@ -209,8 +215,7 @@ def test_outputs_do_not_alias_the_scratch_buffers():
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_gradcheck_with_one_row_bands(case, shifted_taps, monkeypatch):
     set_budget(monkeypatch, 1)
-    monkeypatch.setattr(conv_cpu, "SHIFTED_TAPS_MAX_ROWS", 10**9 if shifted_taps else 0)
-    monkeypatch.setattr(conv_cpu, "SHIFTED_TAPS_MIN_DEPTH", 0)
+    force_shifted_taps(monkeypatch, shifted_taps)
     x, w, _, stride, padding = case_arrays(case, "float64", seed=5)
     inputs = [Tensor(x[:2], requires_grad=True), Tensor(w, requires_grad=True)]
     gradcheck(lambda x, w: conv2d(x, w, stride=stride, padding=padding), inputs, max_elements=60)
