@@ -122,3 +122,22 @@ def test_sgd_in_chunks_matches_the_whole_parameter_update_and_counts_the_change(
     np.testing.assert_allclose(chunked, whole, rtol=1e-13)
     np.testing.assert_allclose(chunked_norms, whole_norms, rtol=1e-13)
     assert version >= 2
+
+
+@pytest.mark.parametrize("clip_norm", [None, 1e9], ids=["norm in the update's pass", "norm before clipping"])
+def test_sgd_step_returns_the_gradient_norm_before_the_update(monkeypatch, rng, clip_norm):
+    """With or without clipping, in chunks (a ragged last one), and a parameter without a gradient."""
+    from minimenet import optim
+    monkeypatch.setattr(optim, "UPDATE_CHUNK", 4)
+    params = [Tensor(minimenet.xp.asarray(rng.standard_normal(shape)), requires_grad=True) for shape in [(3, 3), (5,), (2,)]]
+    grads = [rng.standard_normal(p.shape) for p in params[:2]]
+    for p, g in zip(params, grads):
+        p.grad = minimenet.xp.asarray(g)
+    opt = SGD(params, lr=0.5, momentum=0.9, weight_decay=0.1, clip_norm=clip_norm)
+    expected = np.sqrt(sum((g ** 2).sum() for g in grads))
+    assert opt.grad_norm() == pytest.approx(expected, rel=1e-12)
+    before = [to_numpy(p.data).copy() for p in params]
+    assert opt.step() == pytest.approx(expected, rel=1e-12)
+    for p, g, old in zip(params, grads, before):
+        np.testing.assert_allclose(to_numpy(p.data), old - 0.5 * (g + 0.1 * old), rtol=1e-12)
+    np.testing.assert_array_equal(to_numpy(params[2].data), before[2])
