@@ -60,27 +60,36 @@ def metric_loss_arrays(y, labels, gradient="authors"):
     feats = y.reshape(b, c, -1)
     pixels = feats.shape[2]
     flat_labels = labels.reshape(b, pixels)
-    salient = (flat_labels == 1)[:, None, :]                            # (B, 1, P)
-    s = salient.astype(y.dtype)
-    n_s = s.sum(axis=2)                                                 # (B, 1)
+    s = (flat_labels == 1).astype(y.dtype)                               # (B, P)
+    n_s = s.sum(axis=1, keepdims=True)                                  # (B, 1)
     n_b = pixels - n_s
-    c_s = (feats * s).sum(axis=2) / xp.maximum(n_s, 1)                   # (B, C)
-    c_b = (feats * (1 - s)).sum(axis=2) / xp.maximum(n_b, 1)
-    own = xp.where(salient, c_s[:, :, None], c_b[:, :, None])           # (B, C, P)
-    other = xp.where(salient, c_b[:, :, None], c_s[:, :, None])
-    terms = ((feats - own) ** 2).sum(axis=1) - ((feats - other) ** 2).sum(axis=1)
-    m = hard_negative_mask(terms, flat_labels).astype(y.dtype)[:, None, :]
-    loss = (terms * m[:, 0]).sum() / pixels
+    sum_s = _per_image_products(feats, s)                               # sum_{i in S} y_i, (B, C)
+    c_s = sum_s / xp.maximum(n_s, 1)
+    c_b = (xp.einsum("bcp->bc", feats) - sum_s) / xp.maximum(n_b, 1)
+    # ||y - a||^2 - ||y - b||^2 = |a|^2 - |b|^2 - 2 <y, a - b>: one product over the features, not
+    # two (B, C, P) differences. sign = +1 on S (own c_s, other c_b), -1 on the background.
+    apart = c_s - c_b                                                   # (B, C)
+    sign = 2 * s - 1
+    terms = sign * (((c_s * c_s).sum(axis=1) - (c_b * c_b).sum(axis=1))[:, None]
+                    - 2 * xp.matmul(apart[:, None, :], feats)[:, 0])    # (B, P)
+    m = hard_negative_mask(terms, flat_labels).astype(y.dtype)          # (B, P)
+    loss = (terms * m).sum() / pixels
+    # other - own = -sign (c_s - c_b)
     if gradient == "authors":
-        grad = (other - own) * (m / (c * pixels))
+        grad = apart[:, :, None] * (-sign * m / (c * pixels))[:, None, :]
         return loss, grad.reshape(y.shape)
-    mined_s = (feats * (m * s)).sum(axis=2)                             # sum_{i in S} m_i y_i, (B, C)
-    mined_b = (feats * (m * (1 - s))).sum(axis=2)
-    count_s, count_b = (m * s).sum(axis=2), (m * (1 - s)).sum(axis=2)    # (B, 1)
+    mined_s, mined_b = _per_image_products(feats, m * s), _per_image_products(feats, m * (1 - s))  # sum_{i in S} m_i y_i, ...
+    count_s, count_b = (m * s).sum(axis=1, keepdims=True), (m * (1 - s)).sum(axis=1, keepdims=True)
     via_c_s = 2 * ((mined_b - count_b * c_s) - (mined_s - count_s * c_s)) / xp.maximum(n_s, 1)
     via_c_b = 2 * ((mined_s - count_s * c_b) - (mined_b - count_b * c_b)) / xp.maximum(n_b, 1)
-    grad = 2 * m * (other - own) + xp.where(salient, via_c_s[:, :, None], via_c_b[:, :, None])
+    grad = (apart[:, :, None] * (-2 * sign * m)[:, None, :] + via_c_b[:, :, None]
+            + (via_c_s - via_c_b)[:, :, None] * s[:, None, :])
     return loss, (grad / pixels).reshape(y.shape)
+
+
+def _per_image_products(feats, weights):
+    """sum_i weights[n, i] feats[n, :, i] for each image n: (B, C, P) and (B, P) to (B, C)."""
+    return array_module(feats).matmul(feats, weights[:, :, None])[:, :, 0]
 
 
 def metric_loss(features, labels, gradient="authors", eps=0.0):
