@@ -291,23 +291,34 @@ def reshape(x, shape):
 
 # NumPy's maximum against the scalar 0 runs about three times slower than against an array of
 # zeros (numpy 2.3, float32: 38 against 12 us for 129,024 values), so ReLU takes its zeros from
-# a reused buffer of this many, a chunk at a time (arrays smaller than one chunk, whose time is
-# mostly the call's, do without).
+# a reused buffer of this many, a chunk at a time. A strided view (the inference BRC writes into
+# the padded rows of a convolution's block) is broadcast against one row of zeros instead:
+# 32 x 50 x 224 of a 226-wide buffer, 154 against 86 us.
 RELU_CHUNK = 2**16
 
 
 def maximum_zero(x, out):
     """out = max(x, 0) for arrays of one shape (out may be x)."""
     xp = array_module(x)
-    if xp is not numpy or x.size < RELU_CHUNK or not (x.flags.c_contiguous and out.flags.c_contiguous):
+    if xp is not numpy:
         return xp.maximum(x, 0, out=out)
+    if not (x.flags.c_contiguous and out.flags.c_contiguous):
+        if x.ndim == 0 or x.shape[-1] > RELU_CHUNK:
+            return numpy.maximum(x, 0, out=out)
+        return numpy.maximum(x, _zeros(x.shape[-1], x), out=out)
     flat_x, flat_out = x.reshape(-1), out.reshape(-1)
-    zeros = memory.scratch("relu zeros", (min(RELU_CHUNK, flat_x.size),), x.dtype, like=x)
-    zeros[...] = 0
+    zeros = _zeros(min(RELU_CHUNK, flat_x.size), x)
     for start in range(0, flat_x.size, RELU_CHUNK):
         stop = min(start + RELU_CHUNK, flat_x.size)
         numpy.maximum(flat_x[start:stop], zeros[:stop - start], out=flat_out[start:stop])
     return out
+
+
+def _zeros(count, like):
+    """``count`` zeros of like's dtype, in a reused buffer (this thread's)."""
+    zeros = memory.scratch("relu zeros", (count,), like.dtype, like=like)
+    zeros[...] = 0
+    return zeros
 
 
 def relu(x):

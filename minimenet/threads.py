@@ -117,16 +117,30 @@ def matmul(a, b, out):
     return out
 
 
-def channel_slices(out):
-    """How ``apply`` and the batch norm share out an array's work: slices of its axis 1 (the
-    channels of an NCHW array; the batch rarely divides evenly over the workers), one per worker,
-    or a single slice of everything where that is not worth it."""
-    channels, count = out.shape[1] if out.ndim > 1 else 0, workers()
+def channel_slices(out, axis=1):
+    """How ``apply``, the batch norm and the convolutions' copies share out an array's work:
+    slices of its ``axis`` (the channels of an NCHW array by default; the batch rarely divides
+    evenly over the workers), one per worker, or a single slice of everything where that is
+    not worth it."""
+    channels, count = out.shape[axis] if out.ndim > axis else 0, workers()
     if (getattr(_inside_worker, "active", False) or out.size < MIN_SPLIT_ELEMENTS or type(out) is not numpy.ndarray
             or channels < count or count == 1):
         return [slice(None)]
     step = -(-channels // count)
     return [slice(start, start + step) for start in range(0, channels, step)]
+
+
+def assign(target, source, axis=1):
+    """target[...] = source (arrays of one shape), shared out over the workers by slices of
+    ``axis`` (``channel_slices``). An assignment, not a ufunc through ``apply``: NumPy's strided
+    copy took half the time of np.positive's (32 x 224 x 224 into a padded buffer: 2.0 against
+    4.4 ms)."""
+    index = (slice(None),) * axis
+
+    def part(channels):
+        target[index + (channels,)] = source[index + (channels,)]
+    parallel(part, channel_slices(target, axis))
+    return target
 
 
 def apply(ufunc, *args, out):

@@ -328,7 +328,8 @@ def test_relu_forward_and_gradient_values():
 def test_relu_in_chunks_against_reused_zeros_equals_maximum(dtype, monkeypatch, rng):
     """The chunked maximum against a buffer of zeros: several chunks and a short last one, in a
     4-D array (per image and channel group) and a flat one, into new memory and in place; NaN
-    stays NaN as in numpy.maximum; a non-contiguous view goes through numpy.maximum itself."""
+    stays NaN as in numpy.maximum; a non-contiguous view against a row of zeros, or, with rows
+    longer than a chunk, numpy.maximum with the scalar."""
     monkeypatch.setattr(tensor_module, "RELU_CHUNK", 7)
     x = rng.standard_normal((3, 4, 5, 2)).astype(dtype)
     x[1, 2, 3, 1] = np.nan
@@ -339,8 +340,8 @@ def test_relu_in_chunks_against_reused_zeros_equals_maximum(dtype, monkeypatch, 
     in_place = x.copy()
     assert tensor_module.maximum_zero(in_place, in_place) is in_place
     np.testing.assert_array_equal(in_place, expected)
-    view = x[:, ::2]
-    np.testing.assert_array_equal(tensor_module.maximum_zero(view, np.empty(view.shape, dtype)), np.maximum(view, 0))
+    for view in (x[:, ::2], x.reshape(3, -1)[:, ::2][:, :8]):  # rows of 2, rows of 8 (over a chunk)
+        np.testing.assert_array_equal(tensor_module.maximum_zero(view, np.empty(view.shape, dtype)), np.maximum(view, 0))
 
 
 @pytest.mark.parametrize("axis,shapes", [

@@ -91,6 +91,38 @@ def test_convolutions_on_two_workers_match_the_loops(case, dtype, two_workers, m
     assert 1 in two_workers.history
 
 
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_a_block_of_the_whole_batch_shares_out_its_copies_by_channels(case, two_workers, monkeypatch):
+    """One block for the batch (the budgets hold it all): its im2col copies, with and without
+    the inference BRC's batch norm and ReLU, run by channels on the two workers."""
+    x, w, _, stride, padding = case_arrays(case, "float64")
+    monkeypatch.setattr(threads, "MIN_SPLIT_ELEMENTS", 1)
+    shares = []
+    original = threads.channel_slices
+    monkeypatch.setattr(threads, "channel_slices", lambda out, axis=1: shares.append((axis, len(original(out, axis)))) or original(out, axis))
+    scale, shift = np.linspace(0.5, 2, x.shape[1]), np.linspace(-0.3, 0.2, x.shape[1])
+    np.testing.assert_allclose(conv_cpu.conv2d_forward(x, w, stride, padding), forward_loop(x, w, stride, padding), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(conv_cpu.conv2d_forward(x, w, stride, padding, None, (scale, shift)),
+                               forward_loop(np.maximum(x * scale.reshape(-1, 1, 1) + shift.reshape(-1, 1, 1), 0), w, stride, padding),
+                               rtol=1e-10, atol=1e-10)
+    _, ci, _, _, co, kernel, _, _ = case
+    if ci > conv_cpu.FORWARD_BY_COL2IM * co:  # by the adjoint's col2im: no columns, the affine over all of x
+        assert shares == [(1, 2)]
+    elif kernel == (1, 1):  # no padding: copied from x itself, with and without the affine
+        assert shares == [(1, 2), (1, 2)]
+    else:  # into the padded rows (axis 1 of x), then into the columns (axis 0)
+        assert (1, 2) in shares and (0, 2) in shares
+
+
+def test_assign_shares_out_slices_of_an_axis(two_workers, monkeypatch, rng):
+    monkeypatch.setattr(threads, "MIN_SPLIT_ELEMENTS", 1)
+    source = rng.standard_normal((2, 5, 3)).transpose(1, 0, 2)
+    target = np.empty((5, 2, 3))
+    assert threads.assign(target, source, axis=0) is target
+    np.testing.assert_array_equal(target, source)
+    assert two_workers.history == [1, 2]
+
+
 def test_the_weight_gradient_on_two_workers_is_the_same_bits_every_time(two_workers, monkeypatch):
     x, _, dy, stride, padding = case_arrays(CASES[0], "float32")
     set_budget(monkeypatch, 1)
