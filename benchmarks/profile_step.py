@@ -10,8 +10,8 @@ Attribution, all by wall clock (``time.perf_counter``):
   charged the time since the previous op was recorded (the model's Python between ops included);
 * backward: each op's backward closure is timed as it runs; what ``Tensor.backward`` does
   around them (adding the gradients of tensors used twice, the graph walk) is "autograd";
-* inside both, the convolution primitives of ``minimenet.conv`` and ``conv_cpu`` (the forward, the input
-  gradient, the weight gradient, and within each the im2col copies, ``_block_columns``) are
+* inside both, the convolution primitives of ``minimenet.conv`` (the forward, the input
+  gradient, the weight gradient, and within each the im2col copies, ``im2col.block_columns``) are
   timed on their own and taken out of whatever called them, so "conv2d forward" is what remains
   around them (almost nothing) and "conv forward product" excludes its im2col. A transposed
   convolution's forward is the input-gradient primitive, its backward the other two. With
@@ -39,14 +39,14 @@ os.environ.setdefault("MINIMENET_DEVICE", "cpu")
 import numpy  # noqa: E402
 
 import minimenet  # noqa: E402
-from minimenet import conv, conv_cpu  # noqa: E402
+from minimenet import conv, im2col  # noqa: E402
 from minimenet.tensor import Tensor  # noqa: E402
 
 from bench_train import minimenet_runner, random_batch  # noqa: E402
 from blas_threads import blas_threads, limit_blas  # noqa: E402
 
 # (module, function name, the row it is charged to)
-PRIMITIVES = [(conv_cpu, "_block_columns", "conv im2col"), (conv, "_forward", "conv forward product"),
+PRIMITIVES = [(im2col, "block_columns", "conv im2col"), (conv, "_forward", "conv forward product"),
               (conv, "_input_grad", "conv input grad"), (conv, "_weight_grad", "conv weight grad")]
 
 

@@ -25,13 +25,15 @@ from .conv_geometry import ConvGeometry, pair
 from .tensor import Tensor, check_dtypes
 
 
-def _forward(x, w, geometry, bias=None, input_affine=None):
-    """y = conv(x, w) (+ bias, one value per output channel) on x's backend; with
-    ``input_affine`` = (scale, shift), of relu(x scale + shift) instead of x."""
+def _forward(x, w, geometry, bias=None, input_affine=None, residual=None):
+    """y = conv(x, w) (+ bias, one value per output channel) (+ residual, of y's shape) on x's
+    backend; with ``input_affine`` = (scale, shift), of relu(x scale + shift) instead of x."""
     if backend.runs_on_cuda_kernels(x):
         y = cuda.conv2d_forward(x if input_affine is None else norm.relu_affine(x, *input_affine), w, geometry.stride, geometry.padding)
-        return y if bias is None else _add_bias_in_place(y, bias)
-    return conv_cpu.conv2d_forward(x, w, geometry.stride, geometry.padding, bias, input_affine)
+        if bias is not None:
+            _add_bias_in_place(y, bias)
+        return y if residual is None else array_module(y).add(y, residual, out=y)
+    return conv_cpu.conv2d_forward(x, w, geometry.stride, geometry.padding, bias, input_affine, residual)
 
 
 def _weight_grad(x, dy, geometry):
@@ -41,11 +43,16 @@ def _weight_grad(x, dy, geometry):
     return conv_cpu.conv2d_weight_grad(x, dy, geometry.w_shape, geometry.stride, geometry.padding)
 
 
-def _input_grad(dy, w, geometry):
-    """dx (of shape ``geometry.x_shape``) from dy on dy's backend."""
+def _input_grad(dy, w, geometry, input_affine=None, residual=None):
+    """dx (of shape ``geometry.x_shape``) from dy on dy's backend (+ residual, of dx's shape);
+    with ``input_affine`` = (scale, shift), from relu(dy scale + shift) instead of dy (the
+    transposed convolution's forward, at inference)."""
     if backend.runs_on_cuda_kernels(dy):
-        return cuda.conv2d_input_grad(dy, w, geometry.x_shape, geometry.stride, geometry.padding)
-    return conv_cpu.conv2d_input_grad(dy, w, geometry.x_shape, geometry.stride, geometry.padding)
+        dx = cuda.conv2d_input_grad(dy if input_affine is None else norm.relu_affine(dy, *input_affine), w, geometry.x_shape,
+                                    geometry.stride, geometry.padding)
+        return dx if residual is None else array_module(dx).add(dx, residual, out=dx)
+    return conv_cpu.conv2d_input_grad(dy, w, geometry.x_shape, geometry.stride, geometry.padding,
+                                      input_affine=input_affine, residual=residual)
 
 
 def _check(op, x, w, b, weight_layout):
@@ -94,7 +101,23 @@ def conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0):
     output_padding (smaller than the stride) picks among the sizes that a stride-s convolution
     maps to the same H.
     """
-    op = "conv_transpose2d"
+    geometry = transposed_geometry("conv_transpose2d", x, w, b, stride, padding, output_padding)
+    y = _input_grad(x.data, w.data, geometry)
+    if b is not None:
+        _add_bias_in_place(y, b.data)
+
+    def backward(g):
+        # Both gradients read windows of g, the input of the adjoint convolution.
+        dx = _forward(g, w.data, geometry) if x.requires_grad else None
+        dw = _weight_grad(g, x.data, geometry) if w.requires_grad else None
+        return dx, dw, _bias_grad(g, b)
+    return Tensor.from_op(y, (x, w) if b is None else (x, w, b), backward, "conv_transpose2d")
+
+
+def transposed_geometry(op, x, w, b, stride, padding, output_padding):
+    """The checks of a transposed convolution's arguments, and the geometry of its adjoint
+    convolution: input y (B, Co, Hout, Wout), weight w read as (Co_conv = Ci, Ci_conv = Co),
+    output x, so that the transposed convolution's output has the shape ``x_shape``."""
     stride, padding, output_padding = pair(stride, "stride", op), pair(padding, "padding", op), pair(output_padding, "output_padding", op)
     _check(op, x, w, b, "(in_channels, out_channels, kh, kw)")
     if x.shape[1] != w.shape[0]:
@@ -105,15 +128,4 @@ def conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0):
     out_hw = [(x.shape[2 + i] - 1) * stride[i] - 2 * padding[i] + w.shape[2 + i] + output_padding[i] for i in range(2)]
     if min(out_hw) < 1:
         raise ValueError(f"{op}: padding {padding} leaves no output for input {x.shape[2:]} and kernel {w.shape[2:]}")
-    # The adjoint convolution: input y (B, Co, Hout, Wout), weight w read as (Co_conv = Ci, Ci_conv = Co), output x.
-    geometry = ConvGeometry.of((x.shape[0], w.shape[1], *out_hw), w.shape, stride, padding, op)
-    y = _input_grad(x.data, w.data, geometry)
-    if b is not None:
-        _add_bias_in_place(y, b.data)
-
-    def backward(g):
-        # Both gradients read windows of g, the input of the adjoint convolution.
-        dx = _forward(g, w.data, geometry) if x.requires_grad else None
-        dw = _weight_grad(g, x.data, geometry) if w.requires_grad else None
-        return dx, dw, _bias_grad(g, b)
-    return Tensor.from_op(y, (x, w) if b is None else (x, w, b), backward, op)
+    return ConvGeometry.of((x.shape[0], w.shape[1], *out_hw), w.shape, stride, padding, op)

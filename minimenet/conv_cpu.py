@@ -1,7 +1,7 @@
 """The convolution's three primitives (``conv``) on the CPU, in NumPy: im2col and matrix products.
 
 The forward and the weight gradient are im2col + matrix products (BLAS does the work), a block
-of images or of rows at a time in reused buffers (``_blocks``), the blocks spread over the
+of images or of rows at a time in reused buffers (``im2col.blocks``), the blocks spread over the
 worker threads (``minimenet.threads``); the weight gradient rebuilds the columns it needs from
 x. The input gradient is either col2im or, per sub-pixel phase, a stride-1 forward of dy by the
 taps that reach that phase, whichever moves less data (at stride 1, one forward); by the same
@@ -14,24 +14,11 @@ import itertools
 
 import numpy
 
-from . import memory, threads
+from . import im2col, memory, threads
 from .backend import array_module
 from .conv_geometry import ConvGeometry
 from .norm import relu_affine
 
-
-# The im2col matrix is built a block at a time in a reused buffer (a fresh 289 MB matrix for a
-# 224 x 224 x 32 batch of 5 took 0.6 s to allocate and fill, 14 ms to fill once allocated), and
-# nothing of its size is kept for the backward pass. An image whose columns exceed BAND_BUDGET
-# elements (4 MB in float32) is cut into bands of output rows that stay in the CPU's cache
-# between the copy that writes them and the product that reads them; smaller images go several
-# to a block, up to COLUMNS_BUDGET elements (16 MB), one product for all. Measured on the
-# paper's layers, batch 5, one thread, forward / weight gradient in ms (README Benchmarks):
-# 224 x 224 x 32 41/45 in 4 MB bands against 59/56 in whole images; 56 x 56 x 128 25/25
-# against 29/28 two images at a time; 7 x 7 x 1024 23/21 all five images in one block against
-# 29/33 two at a time (a 32 MB budget: 23/20).
-BAND_BUDGET = 2**20
-COLUMNS_BUDGET = 2**22
 
 # A stride-1 forward goes by the adjoint's col2im when Ci exceeds this many times Co: its copies
 # then move Co kh kw planes instead of Ci kh kw. Measured, batch 5, one thread, im2col / col2im
@@ -54,94 +41,16 @@ FORWARD_BY_COL2IM = 2.0
 # 0.16 / 0.22 and 0.16 / 0.66, which copy more.
 SHIFTED_TAPS_MAX_ROWS = 384
 
-
-def _blocks(geometry, whole_width=False, shares=1):
-    """(first image, images, first output row, rows) of each im2col block, in order: whole
-    images, as many at a time as ``COLUMNS_BUDGET`` holds, or where one image exceeds
-    ``BAND_BUDGET``, bands of output rows of one image (at least one row). ``whole_width``:
-    sized for the columns of ``_block_columns(..., whole_width=True)``.
-
-    Where the batch takes several blocks, a block holds no more than an even share of it among
-    ``shares`` workers: 4 + 1 images kept one of two workers idle for most of a 512-channel
-    14 x 14 layer (two workers 18.4 ms against 22.6 on one; 3 + 2 images 14.0). A batch in one
-    block stays one, its product's rows split among the workers (7 x 7 x 1024: 13.6 ms against
-    15.4 as 3 + 2 images)."""
-    g = geometry
-    if whole_width:
-        per_row = g.in_channels * g.kernel_height * (g.in_width + 2 * g.padding[1])
-    else:
-        per_row = g.in_channels * g.kernel_height * g.kernel_width * g.out_width
-    if per_row * g.out_height <= BAND_BUDGET:
-        images = max(1, min(g.batch, COLUMNS_BUDGET // (per_row * g.out_height)))
-        if images < g.batch:
-            images = min(images, -(-g.batch // shares))
-        for first in range(0, g.batch, images):
-            yield first, min(images, g.batch - first), 0, g.out_height
-    else:
-        rows = max(1, BAND_BUDGET // per_row)
-        for image in range(g.batch):
-            for row in range(0, g.out_height, rows):
-                yield image, 1, row, min(rows, g.out_height - row)
-
-
-def _block_columns(x, geometry, row, rows, input_affine=None, whole_width=False):
-    """im2col of output rows [row, row + rows) of the images x (n, Ci, H, W), as a
-    (Ci*kh*kw, n*rows*Wo) view of a reused buffer: row (i, u, v), column (b, r, c) holds
-    x[b, i, (row + r)*sh - ph + u, c*sw - pw + v] (zero outside), copied from a strided view of
-    the zero-padded input rows that the block reads (also a reused buffer; a 1 x 1 kernel
-    without padding reads x itself). With ``input_affine`` = (scale, shift), those rows hold
-    relu(x scale + shift) instead, computed as they are copied. ``whole_width`` (for stride 1
-    across): one tap per kernel row, v = 0, and every column c of the padded width W + 2 pw, a
-    (Ci*kh, n*rows*(W + 2pw)) matrix. Outside the worker threads (a block of the whole batch),
-    the copies are shared out over them by channels."""
-    xp, g = array_module(x), geometry
-    n, (ph, pw) = x.shape[0], g.padding
-    if (g.kernel_height, g.kernel_width, ph, pw) == (1, 1, 0, 0):
-        # Only the pixels the strides land on, and no padding: 4 times fewer copied (and
-        # normalised) at stride 2. The shortcuts' 32 -> 64 at 224 x 224 with the BRC's batch
-        # norm and ReLU, batch 5: 10.0-10.5 -> 5.3-6.2 ms on one thread, 8.8-9.8 -> 3.7-3.8 on two.
-        columns = memory.scratch("columns", (x.shape[1], n, rows, g.out_width), x.dtype, like=x)
-        _copy(x[:, :, row * g.stride_h:(row + rows - 1) * g.stride_h + 1:g.stride_h, ::g.stride_w],
-              columns.transpose(1, 0, 2, 3), input_affine)
-        return columns.reshape(x.shape[1], -1)
-    top, height = row * g.stride_h - ph, (rows - 1) * g.stride_h + g.kernel_height  # input rows read
-    first_inside = min(max(-top, 0), height)  # rows of the block's padded input that hold x
-    inside = slice(first_inside, max(min(g.in_height - top, height), first_inside))
-    padded = memory.scratch("padded", (x.shape[1], n, height, g.in_width + 2 * pw), x.dtype, like=x)
-    padded[:, :, :inside.start] = 0
-    padded[:, :, inside.stop:] = 0
-    padded[:, :, :, :pw] = 0
-    padded[:, :, :, pw + g.in_width:] = 0
-    rows_of_x = x[:, :, top + inside.start:top + inside.stop]
-    if input_affine is not None:  # into contiguous memory first: written into the padded rows, it ran slower on 7 to 28 wide images
-        rows_of_x = _copy(rows_of_x, memory.scratch("affine", rows_of_x.shape, x.dtype, like=x), input_affine)
-    _copy(rows_of_x, padded[:, :, inside, pw:pw + g.in_width].transpose(1, 0, 2, 3))
-    s1, s0, s2, s3 = padded.strides
-    taps_w, width = (1, padded.shape[3]) if whole_width else (g.kernel_width, g.out_width)
-    windows = xp.lib.stride_tricks.as_strided(
-        padded, (x.shape[1], g.kernel_height, taps_w, n, rows, width), (s1, s2, s3, s0, s2 * g.stride_h, s3 * g.stride_w))
-    columns = threads.assign(memory.scratch("columns", windows.shape, x.dtype, like=x), windows, axis=0)
-    return columns.reshape(-1, n * rows * width)
-
-
-def _copy(source, target, input_affine=None):
-    """target = source, or relu(source scale + shift) with ``input_affine`` = (scale, shift),
-    both (n, Ci, ., .), by channels on the worker threads outside them. Returns target."""
-    if input_affine is not None:
-        return relu_affine(source, *input_affine, out=target)
-    return threads.assign(target, source)
-
-
-def conv2d_forward(x, w, stride, padding, bias=None, input_affine=None):
+def conv2d_forward(x, w, stride, padding, bias=None, input_affine=None, residual=None):
     """y = W columns (+ bias): (Co, Ci*kh*kw) @ (Ci*kh*kw, n*rows*Wo) for each block
-    (``_blocks``), the (Co, n) axes of a block of several images swapped into y (a block of one
+    (``im2col.blocks``), the (Co, n) axes of a block of several images swapped into y (a block of one
     image is written straight into its rows of y). The blocks are independent, so they run on
     the worker threads (``minimenet.threads``).
 
-    Both extras are applied to a block while it is in the cache, not in passes of their own:
-    the bias (Co,) to each block's product, and ``input_affine`` = (scale, shift), each (Ci,),
-    to the input rows it reads, so that the convolution is of relu(x scale + shift) (see
-    ``fused.batch_norm_relu_conv2d``)."""
+    The extras are applied to a block while it is in the cache, not in passes of their own:
+    the bias (Co,) and a ``residual`` of y's shape are added to each block's product, and
+    ``input_affine`` = (scale, shift), each (Ci,), is applied to the input rows it reads, so
+    that the convolution is of relu(x scale + shift) (see ``fused.batch_norm_relu_conv2d``)."""
     xp = array_module(x)
     g = ConvGeometry.of(x.shape, w.shape, stride, padding, "conv2d_forward")
     (kh, kw), (ph, pw) = w.shape[2:], g.padding
@@ -151,27 +60,32 @@ def conv2d_forward(x, w, stride, padding, bias=None, input_affine=None):
         # That product reads x itself, so an input_affine is applied to all of x first.
         if input_affine is not None:
             x = relu_affine(x, *input_affine)
-        return _input_grad_by_col2im(x, w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), g.y_shape, (1, 1), (kh - 1 - ph, kw - 1 - pw), bias)
+        return _input_grad_by_col2im(x, w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), g.y_shape, (1, 1), (kh - 1 - ph, kw - 1 - pw),
+                                     bias, residual)
     if _by_shifted_taps(g):
-        return _forward_by_shifted_taps(x, w, g, bias, input_affine)
+        return _forward_by_shifted_taps(x, w, g, bias, input_affine, residual)
     y = memory.empty(g.y_shape, x.dtype, like=x)
     bias_column = None if bias is None else bias.reshape(-1, 1)
     weight_rows = w.reshape(g.out_channels, -1)
 
     def convolve(block):
         first, n, row, rows = block
-        columns = _block_columns(x[first:first + n], g, row, rows, input_affine)
+        columns = im2col.block_columns(x[first:first + n], g, row, rows, input_affine)
         if n == 1:  # the product is these rows of y[first], already laid out: written in place
             out = y[first].reshape(g.out_channels, -1)[:, row * g.out_width:(row + rows) * g.out_width]
             _matmul(xp, weight_rows, columns, out)
             if bias is not None:
                 out += bias_column
+            if residual is not None:
+                out += residual[first].reshape(g.out_channels, -1)[:, row * g.out_width:(row + rows) * g.out_width]
         else:  # one product for the images (22 % faster than one per image on 7 x 7 images), then (Co, n) swapped
             product = _matmul(xp, weight_rows, columns, memory.scratch("product", (g.out_channels, columns.shape[1]), x.dtype, like=x))
             if bias is not None:
                 product += bias_column
             y[first:first + n] = product.reshape(g.out_channels, n, g.out_height, g.out_width).transpose(1, 0, 2, 3)
-    _each(xp, convolve, list(_blocks(g, shares=_shares(xp, g))), g)
+            if residual is not None:
+                y[first:first + n] += residual[first:first + n]
+    _each(xp, convolve, list(im2col.blocks(g, shares=_shares(xp, g))), g)
     return y
 
 
@@ -187,11 +101,11 @@ def _by_shifted_taps(g):
     return by_shifted_taps < g.in_channels * g.kernel_height * g.kernel_width * g.out_width
 
 
-def _forward_by_shifted_taps(x, w, geometry, bias, input_affine):
+def _forward_by_shifted_taps(x, w, geometry, bias, input_affine, residual):
     """The stride-1 forward as kw products in one (``SHIFTED_TAPS_MAX_ROWS``): for each block,
-    Z = W' columns with W' (kw*Co, Ci*kh) the weight's rows (v, o) and ``_block_columns``'
-    whole-width columns, then y[b, o, r, c] = sum_v Z[v, o, b, r, c + v] (+ bias), the
-    shifted planes added while they are in the cache."""
+    Z = W' columns with W' (kw*Co, Ci*kh) the weight's rows (v, o) and ``im2col.block_columns``'
+    whole-width columns, then y[b, o, r, c] = sum_v Z[v, o, b, r, c + v] (+ bias, + residual),
+    the shifted planes added while they are in the cache."""
     xp, g = array_module(x), geometry
     co, kw, wo = g.out_channels, g.kernel_width, g.out_width
     weight_rows = w.transpose(3, 0, 1, 2).reshape(kw * co, -1)
@@ -199,7 +113,7 @@ def _forward_by_shifted_taps(x, w, geometry, bias, input_affine):
 
     def convolve(block):
         first, n, row, rows = block
-        columns = _block_columns(x[first:first + n], g, row, rows, input_affine, whole_width=True)
+        columns = im2col.block_columns(x[first:first + n], g, row, rows, input_affine, whole_width=True)
         product = memory.scratch("product", (kw * co, columns.shape[1]), x.dtype, like=x)
         planes = _matmul(xp, weight_rows, columns, product).reshape(kw, co, n, rows, -1)
         out = y[first:first + n, :, row:row + rows].transpose(1, 0, 2, 3)  # (Co, n, rows, Wo), as the planes
@@ -208,7 +122,9 @@ def _forward_by_shifted_taps(x, w, geometry, bias, input_affine):
             out += planes[v, ..., v:v + wo]
         if bias is not None:
             out += bias.reshape(-1, 1, 1, 1)
-    _each(xp, convolve, list(_blocks(g, whole_width=True, shares=_shares(xp, g))), g)
+        if residual is not None:
+            out += residual[first:first + n, :, row:row + rows].transpose(1, 0, 2, 3)
+    _each(xp, convolve, list(im2col.blocks(g, whole_width=True, shares=_shares(xp, g))), g)
     return y
 
 
@@ -236,8 +152,8 @@ def _matmul(xp, a, b, out):
     return threads.matmul(a, b, out) if xp is numpy else xp.matmul(a, b, out=out)
 
 
-def conv2d_input_grad(dy, w, x_shape, stride, padding, method=None):
-    """dx = w^T dy, computed one of two ways with the same result:
+def conv2d_input_grad(dy, w, x_shape, stride, padding, method=None, input_affine=None, residual=None):
+    """dx = w^T dy (+ residual, of dx's shape), computed one of two ways with the same result:
 
     * "col2im": the columns w^T dy (Ci*kh*kw rows) scattered back onto the padded image;
     * "phases": dx's sub-pixel phases (rows p = a mod sh, columns q = b mod sw) each gathered as
@@ -248,7 +164,9 @@ def conv2d_input_grad(dy, w, x_shape, stride, padding, method=None):
     by those, with a margin for col2im's read-modify-write scatter.
 
     ``x_shape`` may exceed the smallest input that gives dy's size (rows that no window reads
-    get zero gradient): the transposed convolution's output_padding relies on this.
+    get zero gradient): the transposed convolution's output_padding relies on this. With
+    ``input_affine`` = (scale, shift), of relu(dy scale + shift) instead of dy, applied as dy is
+    copied (the transposed convolution's forward in the inference BRD).
     """
     (co, ci, _, _), (sh, sw) = w.shape, stride
     _, _, ho, wo = dy.shape
@@ -256,15 +174,16 @@ def conv2d_input_grad(dy, w, x_shape, stride, padding, method=None):
     if method is None:
         method = "phases" if co * h * wd < 1.5 * ci * ho * wo * sh * sw else "col2im"
     if method == "phases":
-        return _input_grad_by_phases(dy, w, x_shape, stride, padding)
+        return _input_grad_by_phases(dy, w, x_shape, stride, padding, input_affine, residual)
     if method == "col2im":
-        return _input_grad_by_col2im(dy, w, x_shape, stride, padding)
+        return _input_grad_by_col2im(dy, w, x_shape, stride, padding, None, residual, input_affine)
     raise ValueError(f"conv2d_input_grad: method must be 'phases' or 'col2im', got {method!r}")
 
 
-def _input_grad_by_col2im(dy, w, x_shape, stride, padding, bias=None):
-    """The columns w^T dy added onto the padded images, then ``bias`` (one value per channel of
-    the result, for the forward that runs as this) added while they are in the cache. The taps
+def _input_grad_by_col2im(dy, w, x_shape, stride, padding, bias=None, residual=None, input_affine=None):
+    """The columns w^T dy (of relu(dy scale + shift) with ``input_affine``) added onto the padded
+    images, then ``bias`` (one value per channel of the result) and ``residual`` (of the
+    result's shape), for the forward that runs as this, added while they are in the cache. The taps
     that land on one sub-pixel phase of the image are summed in a plane of their own, which is
     then written into the phase once (a 4 x 4 / 2 transposed convolution, 128 -> 32 at
     112 x 112, batch 5, one thread: 63 ms, against 68 adding every tap into the strided image).
@@ -280,9 +199,14 @@ def _input_grad_by_col2im(dy, w, x_shape, stride, padding, bias=None):
     geometry = ConvGeometry.of(x_shape, w.shape, stride, padding, "conv2d_input_grad")
     weight_columns = w.reshape(co, -1).T
     padded = memory.empty((b, ci, h + 2 * ph, wd + 2 * pw), dy.dtype, like=dy)
-    together = b * ci * kh * kw * ho * wo <= COLUMNS_BUDGET
+    together = b * ci * kh * kw * ho * wo <= im2col.COLUMNS_BUDGET
     if together:
-        every_image = _matmul(xp, weight_columns, dy.transpose(1, 0, 2, 3).reshape(co, -1),
+        if input_affine is None:
+            dy_rows = dy.transpose(1, 0, 2, 3).reshape(co, -1)
+        else:
+            dy_rows = memory.scratch("affine", (co, b, ho, wo), dy.dtype, like=dy)
+            im2col.copy_rows(dy, dy_rows.transpose(1, 0, 2, 3), input_affine)
+        every_image = _matmul(xp, weight_columns, dy_rows.reshape(co, -1),
                               memory.scratch("col2im", (ci * kh * kw, b * ho * wo), dy.dtype, like=dy)).reshape(ci, kh, kw, b, ho, wo)
         share = -(-b // _shares(xp, geometry))
         images = [slice(first, first + share) for first in range(0, b, share)]
@@ -293,7 +217,10 @@ def _input_grad_by_col2im(dy, w, x_shape, stride, padding, bias=None):
         if together:
             columns = every_image[:, :, :, these]
         else:
-            columns = _matmul(xp, weight_columns, dy[these].reshape(co, ho * wo),
+            image = dy[these]
+            if input_affine is not None:
+                image = im2col.copy_rows(image, memory.scratch("affine", image.shape, dy.dtype, like=dy), input_affine)
+            columns = _matmul(xp, weight_columns, image.reshape(co, ho * wo),
                               memory.scratch("col2im", (ci * kh * kw, ho * wo), dy.dtype, like=dy)).reshape(ci, kh, kw, 1, ho, wo)
         target = padded[these].transpose(1, 0, 2, 3)  # (Ci, n, H + 2ph, W + 2pw), as the columns
         for a, c in itertools.product(range(sh), range(sw)):
@@ -310,6 +237,8 @@ def _input_grad_by_col2im(dy, w, x_shape, stride, padding, bias=None):
             phase[..., :rows, cols:] = 0
         if bias is not None:
             target[..., ph:ph + h, pw:pw + wd] += bias.reshape(-1, 1, 1, 1)
+        if residual is not None:
+            target[..., ph:ph + h, pw:pw + wd] += residual[these].transpose(1, 0, 2, 3)
     _each(xp, scatter, images, geometry)
     return padded[:, :, ph:ph + h, pw:pw + wd]
 
@@ -329,41 +258,43 @@ def _phase_plan(size, out_size, kernel, stride, padding):
     return plans, low, high
 
 
-def _input_grad_by_phases(dy, w, x_shape, stride, padding):
+def _input_grad_by_phases(dy, w, x_shape, stride, padding, input_affine=None, residual=None):
     (co, ci, kh, kw), (sh, sw), (ph, pw) = w.shape, stride, padding
     if (sh, sw) == (1, 1) and ph < kh and pw < kw:
         # One phase, every tap, dy padded evenly by k - 1 - p: the forward pads it itself.
-        return conv2d_forward(dy, w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), (1, 1), (kh - 1 - ph, kw - 1 - pw))
+        return conv2d_forward(dy, w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), (1, 1), (kh - 1 - ph, kw - 1 - pw), None,
+                              input_affine, residual)
     b, _, ho, wo = dy.shape
     _, _, h, wd = x_shape
     rows, low_h, high_h = _phase_plan(h, ho, w.shape[2], sh, ph)
     cols, low_w, high_w = _phase_plan(wd, wo, w.shape[3], sw, pw)
     padded = memory.scratch("phases", (b, co, low_h + ho + high_h, low_w + wo + high_w), dy.dtype, like=dy)
     padded[...] = 0
-    padded[:, :, low_h:low_h + ho, low_w:low_w + wo] = dy
+    im2col.copy_rows(dy, padded[:, :, low_h:low_h + ho, low_w:low_w + wo], input_affine)
     dx = memory.empty((b, ci, h, wd), dy.dtype, like=dy)
     for a, tap_h, taps_h, d_h, count_h in rows:
         for c, tap_w, taps_w, d_w, count_w in cols:
             if not (count_h and count_w):
                 continue
+            phase_residual = None if residual is None else residual[:, :, a::sh, c::sw]
             if not (taps_h and taps_w):
-                dx[:, :, a::sh, c::sw] = 0
+                dx[:, :, a::sh, c::sw] = 0 if residual is None else phase_residual
                 continue
             # Tap t' = taps - 1 - t (flipped) meets dy row P + d - taps + 1 + t': a stride-1
             # convolution of that region of dy by the phase's flipped taps, read as (ci, co, ., .).
             top, left = low_h + d_h - taps_h + 1, low_w + d_w - taps_w + 1
             region = padded[:, :, top:top + count_h + taps_h - 1, left:left + count_w + taps_w - 1]
             taps = w[:, :, tap_h::sh, tap_w::sw][:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
-            dx[:, :, a::sh, c::sw] = conv2d_forward(region, taps, (1, 1), (0, 0))
+            dx[:, :, a::sh, c::sw] = conv2d_forward(region, taps, (1, 1), (0, 0), None, None, phase_residual)
     return dx
 
 
 def conv2d_weight_grad(x, dy, w_shape, stride, padding):
-    """dw = sum over blocks (``_blocks``) of dy_rows columns^T: (Co, n*rows*Wo) @ (n*rows*Wo,
+    """dw = sum over blocks (``im2col.blocks``) of dy_rows columns^T: (Co, n*rows*Wo) @ (n*rows*Wo,
     Ci*kh*kw), where dy_rows is the block's dy (its (n, Co) axes swapped when n > 1); summing over
     batch and pixels. Where the forward takes a kernel row's taps as rows of its product
     (``_by_shifted_taps``), so does this: with whole-width columns (Ci*kh rows), dy_rows holds kw
-    copies of dy, copy v shifted right by v columns (``_shifted_planes``), and the product's row
+    copies of dy, copy v shifted right by v columns (``im2col.shifted_planes``), and the product's row
     (v, o) is dw[o, :, :, v]. With several worker threads (``minimenet.threads``), worker k
     sums blocks k, k + workers, ... and the partial sums are added in order, so a given number of
     workers always gives the same bits."""
@@ -371,15 +302,15 @@ def conv2d_weight_grad(x, dy, w_shape, stride, padding):
     g = ConvGeometry.of(x.shape, w_shape, stride, padding, "conv2d_weight_grad")
     g.check_output(dy.shape, "conv2d_weight_grad")
     shifted = _by_shifted_taps(g)
-    blocks = list(_blocks(g, whole_width=shifted, shares=_shares(xp, g)))
+    blocks = list(im2col.blocks(g, whole_width=shifted, shares=_shares(xp, g)))
     shares = min(len(blocks), _shares(xp, g))
 
     def partial_sum(share):
         total = None
         for first, n, row, rows in blocks[share::shares]:
-            columns = _block_columns(x[first:first + n], g, row, rows, whole_width=shifted)
+            columns = im2col.block_columns(x[first:first + n], g, row, rows, whole_width=shifted)
             if shifted:
-                dy_rows = _shifted_planes(dy[first:first + n, :, row:row + rows], g)
+                dy_rows = im2col.shifted_planes(dy[first:first + n, :, row:row + rows], g)
             elif n == 1:
                 dy_rows = dy[first].reshape(g.out_channels, -1)[:, row * g.out_width:(row + rows) * g.out_width]
             else:
@@ -395,15 +326,3 @@ def conv2d_weight_grad(x, dy, w_shape, stride, padding):
     if shifted:  # rows (v, o), columns (i, u)
         return xp.ascontiguousarray(dw.reshape(g.kernel_width, g.out_channels, g.in_channels, g.kernel_height).transpose(1, 2, 3, 0))
     return dw.reshape(g.w_shape)
-
-
-def _shifted_planes(dy, geometry):
-    """dy (n, Co, rows, Wo) as a (kw*Co, n*rows*(W + 2pw)) view of a reused buffer: row (v, o),
-    column (b, r, c') holds dy[b, o, r, c' - v] (zero where c' - v is outside [0, Wo))."""
-    g, (n, co, rows, wo) = geometry, dy.shape
-    planes = memory.scratch("shifted planes", (g.kernel_width, co, n, rows, g.in_width + 2 * g.padding[1]), dy.dtype, like=dy)
-    for v, plane in enumerate(planes):
-        plane[..., :v] = 0
-        plane[..., v:v + wo] = dy.transpose(1, 0, 2, 3)
-        plane[..., v + wo:] = 0
-    return planes.reshape(g.kernel_width * co, -1)

@@ -29,7 +29,7 @@ import numpy
 
 from . import nn
 from .backend import array_module, to_numpy
-from .fused import batch_norm_relu_conv2d
+from .fused import batch_norm_relu_conv2d, batch_norm_relu_conv_transpose2d
 from .losses import METRIC_GRADIENTS, metric_loss, softmax_cross_entropy
 from .norm import l2_normalize
 from .resize import upsample_nearest
@@ -74,23 +74,36 @@ class MEnetConfig:
 class BRC(nn.Sequential):
     """Batch norm -> ReLU -> convolution (with bias). At inference (eval mode, no graph) the
     three run as one op (``fused.batch_norm_relu_conv2d``), which spares the first two's
-    passes over x."""
+    passes over x, and the sum with a residual joins it likewise."""
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dtype="float32"):
         super().__init__(nn.BatchNorm2d(in_channels, dtype=dtype), nn.ReLU(),
                          nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dtype=dtype))
 
-    def forward(self, x):
+    def forward(self, x, residual=None):
+        """BRC(x), plus ``residual`` when given (a residual unit's or a level's sum)."""
         if self.training or grad_enabled():
-            return super().forward(x)
+            y = super().forward(x)
+            return y if residual is None else y + residual
         norm, _, conv = self.layers
-        return batch_norm_relu_conv2d(x, *norm.eval_affine(x.dtype), conv.weight, conv.bias, conv.stride, conv.padding)
+        return batch_norm_relu_conv2d(x, *norm.eval_affine(x.dtype), conv.weight, conv.bias, conv.stride, conv.padding, residual)
 
 
-def brd(in_channels, out_channels, kernel_size, stride=1, padding=0, dtype="float32"):
-    """Batch norm -> ReLU -> transposed convolution (no bias)."""
-    return nn.Sequential(nn.BatchNorm2d(in_channels, dtype=dtype), nn.ReLU(),
+class BRD(nn.Sequential):
+    """Batch norm -> ReLU -> transposed convolution (no bias); plus ``residual`` when given. One
+    op at inference, as the BRC (``fused.batch_norm_relu_conv_transpose2d``)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dtype="float32"):
+        super().__init__(nn.BatchNorm2d(in_channels, dtype=dtype), nn.ReLU(),
                          nn.ConvTranspose2d(in_channels, out_channels, kernel_size, stride, padding, bias=False, dtype=dtype))
+
+    def forward(self, x, residual=None):
+        if self.training or grad_enabled():
+            y = super().forward(x)
+            return y if residual is None else y + residual
+        norm, _, deconv = self.layers
+        return batch_norm_relu_conv_transpose2d(x, *norm.eval_affine(x.dtype), deconv.weight, deconv.stride, deconv.padding,
+                                                deconv.output_padding, residual)
 
 
 class ResidualUnit(nn.Module):
@@ -100,7 +113,8 @@ class ResidualUnit(nn.Module):
         self.body = nn.Sequential(BRC(channels, channels, 3, 1, 1, dtype), BRC(channels, channels, 3, 1, 1, dtype))
 
     def forward(self, x):
-        return x + self.body(x)
+        first, second = self.body.layers
+        return second(first(x), residual=x)
 
 
 class Stem(nn.Module):
@@ -129,13 +143,13 @@ class Resample(nn.Module):
         if direction == "down":
             first, shortcut = BRC(in_channels, out_channels, 3, 2, 1, dtype), BRC(in_channels, out_channels, 1, 2, 0, dtype)
         else:
-            first, shortcut = brd(in_channels, out_channels, 4, 2, 1, dtype), brd(in_channels, out_channels, 2, 2, 0, dtype)
+            first, shortcut = BRD(in_channels, out_channels, 4, 2, 1, dtype), BRD(in_channels, out_channels, 2, 2, 0, dtype)
         self.main = nn.Sequential(first, BRC(out_channels, out_channels, 3, 1, 1, dtype))
         self.shortcut = shortcut
         self.unit = ResidualUnit(out_channels, dtype)
 
     def forward(self, x):
-        return self.unit(self.main(x) + self.shortcut(x))
+        return self.unit(self.shortcut(x, residual=self.main(x)))
 
 
 class Output:
@@ -158,7 +172,7 @@ class MEnet(nn.Module):
         self.down = [Resample("down", c[i - 1], c[i], dt) for i in range(1, 6)]
         # "compress all feature information into feature maps whose size are 1 x 1"
         self.squeeze = BRC(c[5], c[5], k, 1, 0, dt)
-        self.expand = brd(c[5], c[5], k, 1, 0, dt)
+        self.expand = BRD(c[5], c[5], k, 1, 0, dt)
         self.up = [Resample("up", 2 * c[j + 1], c[j], dt) for j in reversed(range(5))]
 
         if config.variant == "ce-plain":

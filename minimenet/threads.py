@@ -1,7 +1,7 @@
 """The CPU's cores: minimenet's worker threads beside OpenBLAS's.
 
 OpenBLAS splits each matrix product over its threads, which pays for large products but not for
-the many small ones of a convolution cut into cache-sized blocks (``conv_cpu._blocks``): on the
+the many small ones of a convolution cut into cache-sized blocks (``im2col.blocks``): on the
 2-core development machine the forward of a 224 x 224 x 32 layer took 41 ms with one BLAS
 thread and 53 ms with two, and the im2col copies between the products ran on one core either
 way. Run instead as independent blocks on two threads of our own, each with a single-threaded

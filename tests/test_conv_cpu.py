@@ -1,7 +1,7 @@
 """minimenet/conv_cpu.py: the CPU primitives against the direct form.
 
 The primitives build the im2col matrix a block at a time (several images, or a band of output
-rows of one, under ``conv_cpu.COLUMNS_BUDGET`` and ``conv_cpu.BAND_BUDGET`` elements) in reused
+rows of one, under ``im2col.COLUMNS_BUDGET`` and ``im2col.BAND_BUDGET`` elements) in reused
 scratch buffers. These tests set both budgets to one value and vary it so that bands of one
 row, of several rows and a shorter last band, blocks of one image, of several, and a shorter
 last block all occur, and compare the forward (by im2col and by shifted taps, with a bias and
@@ -13,7 +13,7 @@ differences through ``minimenet.gradcheck``.
 import numpy as np
 import pytest
 
-from minimenet import Tensor, conv2d, conv_transpose2d, conv_cpu, gradcheck
+from minimenet import Tensor, conv2d, conv_transpose2d, conv_cpu, gradcheck, im2col
 from minimenet.conv_geometry import ConvGeometry
 
 
@@ -84,8 +84,8 @@ def case_arrays(case, dtype, seed=0):
 
 def set_budget(monkeypatch, elements):
     """Blocks of at most ``elements``: several images where they fit, else bands of rows."""
-    monkeypatch.setattr(conv_cpu, "COLUMNS_BUDGET", elements)
-    monkeypatch.setattr(conv_cpu, "BAND_BUDGET", elements)
+    monkeypatch.setattr(im2col, "COLUMNS_BUDGET", elements)
+    monkeypatch.setattr(im2col, "BAND_BUDGET", elements)
 
 
 def budgets(case):
@@ -112,20 +112,30 @@ def test_primitives_match_the_loops_in_every_chunking(case, dtype, shifted_taps,
     bias = np.linspace(-1, 1, w.shape[0]).astype(dtype)
     scale, shift = np.linspace(0.5, 2, x.shape[1]).astype(dtype), np.linspace(-0.3, 0.2, x.shape[1]).astype(dtype)
     expected_affine_y = forward_loop(np.maximum(x * scale.reshape(-1, 1, 1) + shift.reshape(-1, 1, 1), 0), w, stride, padding)
+    dy_scale, dy_shift = np.linspace(2, 0.5, dy.shape[1]).astype(dtype), np.linspace(0.2, -0.3, dy.shape[1]).astype(dtype)
+    x_residual = np.sin(np.arange(x.size)).reshape(x.shape).astype(dtype)
+    expected_affine_dx = input_grad_loop(np.maximum(dy * dy_scale.reshape(-1, 1, 1) + dy_shift.reshape(-1, 1, 1), 0), w, x.shape,
+                                         stride, padding) + x_residual
     for budget in budgets(case):
         set_budget(monkeypatch, budget)
         y = conv_cpu.conv2d_forward(x, w, stride, padding)
         assert y.dtype == dtype
         np.testing.assert_allclose(y, expected_y, **CHUNKED_TOLERANCE[dtype])
-        # the bias is added block by block, or per image on the col2im path
+        # the bias and a residual are added block by block, or per image on the col2im path
         np.testing.assert_allclose(conv_cpu.conv2d_forward(x, w, stride, padding, bias), expected_y + bias.reshape(-1, 1, 1),
                                    **CHUNKED_TOLERANCE[dtype])
+        residual = np.cos(np.arange(expected_y.size)).reshape(expected_y.shape).astype(dtype)
+        np.testing.assert_allclose(conv_cpu.conv2d_forward(x, w, stride, padding, bias, None, residual),
+                                   expected_y + bias.reshape(-1, 1, 1) + residual, **CHUNKED_TOLERANCE[dtype])
         # relu(x scale + shift) is applied to the rows each block copies, or to all of x first on the col2im path
         np.testing.assert_allclose(conv_cpu.conv2d_forward(x, w, stride, padding, None, (scale, shift)), expected_affine_y,
                                    **CHUNKED_TOLERANCE[dtype])
         for method in ("phases", "col2im"):
             dx = conv_cpu.conv2d_input_grad(dy, w, x.shape, stride, padding, method=method)
             np.testing.assert_allclose(dx, expected_dx, **CHUNKED_TOLERANCE[dtype])
+            # the transposed convolution in the inference BRD: relu(dy scale + shift) as dy is copied, plus a residual
+            dx = conv_cpu.conv2d_input_grad(dy, w, x.shape, stride, padding, method, (dy_scale, dy_shift), x_residual)
+            np.testing.assert_allclose(dx, expected_affine_dx, **CHUNKED_TOLERANCE[dtype])
         dw = conv_cpu.conv2d_weight_grad(x, dy, w.shape, stride, padding)
         assert dw.dtype == dtype
         np.testing.assert_allclose(dw, expected_dw, **CHUNKED_TOLERANCE[dtype])
@@ -141,7 +151,7 @@ def test_the_blocks_are_what_the_test_above_needs(monkeypatch):
         geometry = ConvGeometry.of(x.shape, w.shape, stride, padding, "test")
         for budget in budgets(case):
             set_budget(monkeypatch, budget)
-            blocks = list(conv_cpu._blocks(geometry))
+            blocks = list(im2col.blocks(geometry))
             covered = [(first + i, row + r) for first, n, row, rows in blocks for i in range(n) for r in range(rows)]
             assert covered == [(i, r) for i in range(geometry.batch) for r in range(geometry.out_height)]
             for first, n, row, rows in blocks:
@@ -175,11 +185,11 @@ def test_stride_1_forwards_with_few_outputs_take_the_kernel_rows_taps_as_product
 def test_images_go_several_to_a_block_only_under_the_band_budget(monkeypatch):
     """An image over BAND_BUDGET is cut into bands even when COLUMNS_BUDGET would hold several."""
     geometry = ConvGeometry.of((5, 2, 6, 6), (3, 2, 3, 3), 1, 1, "test")  # 18 x 36 = 648 elements an image
-    monkeypatch.setattr(conv_cpu, "COLUMNS_BUDGET", 3 * 648)
-    monkeypatch.setattr(conv_cpu, "BAND_BUDGET", 648)
-    assert [(n, rows) for _, n, _, rows in conv_cpu._blocks(geometry)] == [(3, 6), (2, 6)]
-    monkeypatch.setattr(conv_cpu, "BAND_BUDGET", 647)
-    assert [(n, rows) for _, n, _, rows in conv_cpu._blocks(geometry)] == [(1, 5), (1, 1)] * 5
+    monkeypatch.setattr(im2col, "COLUMNS_BUDGET", 3 * 648)
+    monkeypatch.setattr(im2col, "BAND_BUDGET", 648)
+    assert [(n, rows) for _, n, _, rows in im2col.blocks(geometry)] == [(3, 6), (2, 6)]
+    monkeypatch.setattr(im2col, "BAND_BUDGET", 647)
+    assert [(n, rows) for _, n, _, rows in im2col.blocks(geometry)] == [(1, 5), (1, 1)] * 5
 
 
 @pytest.mark.parametrize("fitting,shares,expected", [(4, 1, [4, 1]), (4, 2, [3, 2]), (4, 3, [2, 2, 1]), (5, 2, [5]), (9, 2, [5])])
@@ -187,8 +197,8 @@ def test_several_blocks_of_images_are_shared_evenly_among_the_workers(fitting, s
     """A batch of 5 that takes several blocks is cut into blocks of at most an even share per
     worker; one that fits in one block stays one."""
     geometry = ConvGeometry.of((5, 2, 6, 6), (3, 2, 3, 3), 1, 1, "test")  # 648 elements an image
-    monkeypatch.setattr(conv_cpu, "COLUMNS_BUDGET", fitting * 648)
-    assert [n for _, n, _, _ in conv_cpu._blocks(geometry, shares=shares)] == expected
+    monkeypatch.setattr(im2col, "COLUMNS_BUDGET", fitting * 648)
+    assert [n for _, n, _, _ in im2col.blocks(geometry, shares=shares)] == expected
 
 
 def test_scratch_buffers_left_dirty_by_a_larger_convolution_do_not_leak():

@@ -238,22 +238,30 @@ def test_authors_reading_of_an_image_called_salient_everywhere_samples_the_whole
     assert maps[0, 10, 50] == 0 and np.all(maps[0, :6, :20] == 1)
 
 
-def test_inference_runs_each_brc_as_one_op_with_the_same_result(monkeypatch):
-    """In eval mode without a graph every BRC is one batch_norm_relu_conv2d; with a graph (or in
-    training) it is the three ops; both give the same network output."""
+def test_inference_runs_each_brc_and_brd_as_one_op_with_the_same_result(monkeypatch):
+    """In eval mode without a graph every BRC is one batch_norm_relu_conv2d and every BRD one
+    batch_norm_relu_conv_transpose2d, the residual sums inside them; with a graph (or in
+    training) they are the three ops and an add; both give the same network output."""
     config = small_config()
     model = MEnet(config)
     images, _ = random_batch(config)
     model(images)  # training mode: the batch norms' running statistics move away from 0 and 1
     model.eval()
     fused = []
-    original = mm.model.batch_norm_relu_conv2d
-    monkeypatch.setattr(mm.model, "batch_norm_relu_conv2d", lambda *args: fused.append(1) or original(*args))
+    for name in ("batch_norm_relu_conv2d", "batch_norm_relu_conv_transpose2d"):
+        original = getattr(mm.model, name)
+        monkeypatch.setattr(mm.model, name, lambda *args, _name=name, _original=original: fused.append((_name, args[-1] is not None))
+                            or _original(*args))
     expected = model(images)
     assert not fused
     with mm.no_grad():
         out = model(images)
-    assert len(fused) == sum(isinstance(m, mm.model.BRC) for m in model.modules()) == 58
+    brcs, brds = (sum(isinstance(m, kind) for m in model.modules()) for kind in (mm.model.BRC, mm.model.BRD))
+    assert (brcs, brds) == (58, 11)
+    assert [name for name, _ in fused].count("batch_norm_relu_conv2d") == brcs
+    assert [name for name, _ in fused].count("batch_norm_relu_conv_transpose2d") == brds
+    # a residual in each of the 12 residual units' second BRC, and in the 10 levels' shortcuts (5 BRCs, 5 BRDs)
+    assert sum(residual for _, residual in fused) == 22
     for got, want in ((out.logits, expected.logits), (out.features, expected.features), (out.scale_maps, expected.scale_maps)):
         np.testing.assert_allclose(mm.backend.to_numpy(got.data), mm.backend.to_numpy(want.data), rtol=1e-5, atol=1e-5)
 

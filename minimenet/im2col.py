@@ -1,0 +1,114 @@
+"""How a convolution's input is copied for its matrix products (``conv_cpu``): cut into blocks
+that fit the cache, and each block's windows copied into columns (im2col), in reused buffers.
+
+A block is whole images, several at a time, or a band of output rows of one image
+(``blocks``); its columns are rows (i, u, v) of input channel and tap, columns (b, r, c) of
+pixel (``block_columns``), or with whole-width columns one tap per kernel row, for the shifted
+taps of ``conv_cpu._forward_by_shifted_taps`` (``shifted_planes`` is the weight gradient's dy
+for those). The inference BRC's batch norm and ReLU are applied as the input rows are copied.
+"""
+from . import memory, threads
+from .backend import array_module
+from .norm import relu_affine
+
+# The im2col matrix is built a block at a time in a reused buffer (a fresh 289 MB matrix for a
+# 224 x 224 x 32 batch of 5 took 0.6 s to allocate and fill, 14 ms to fill once allocated), and
+# nothing of its size is kept for the backward pass. An image whose columns exceed BAND_BUDGET
+# elements (4 MB in float32) is cut into bands of output rows that stay in the CPU's cache
+# between the copy that writes them and the product that reads them; smaller images go several
+# to a block, up to COLUMNS_BUDGET elements (16 MB), one product for all. Measured on the
+# paper's layers, batch 5, one thread, forward / weight gradient in ms (README Benchmarks):
+# 224 x 224 x 32 41/45 in 4 MB bands against 59/56 in whole images; 56 x 56 x 128 25/25
+# against 29/28 two images at a time; 7 x 7 x 1024 23/21 all five images in one block against
+# 29/33 two at a time (a 32 MB budget: 23/20).
+BAND_BUDGET = 2**20
+COLUMNS_BUDGET = 2**22
+
+
+def blocks(geometry, whole_width=False, shares=1):
+    """(first image, images, first output row, rows) of each im2col block, in order: whole
+    images, as many at a time as ``COLUMNS_BUDGET`` holds, or where one image exceeds
+    ``BAND_BUDGET``, bands of output rows of one image (at least one row). ``whole_width``:
+    sized for the columns of ``block_columns(..., whole_width=True)``.
+
+    Where the batch takes several blocks, a block holds no more than an even share of it among
+    ``shares`` workers: 4 + 1 images kept one of two workers idle for most of a 512-channel
+    14 x 14 layer (two workers 18.4 ms against 22.6 on one; 3 + 2 images 14.0). A batch in one
+    block stays one, its product's rows split among the workers (7 x 7 x 1024: 13.6 ms against
+    15.4 as 3 + 2 images)."""
+    g = geometry
+    if whole_width:
+        per_row = g.in_channels * g.kernel_height * (g.in_width + 2 * g.padding[1])
+    else:
+        per_row = g.in_channels * g.kernel_height * g.kernel_width * g.out_width
+    if per_row * g.out_height <= BAND_BUDGET:
+        images = max(1, min(g.batch, COLUMNS_BUDGET // (per_row * g.out_height)))
+        if images < g.batch:
+            images = min(images, -(-g.batch // shares))
+        for first in range(0, g.batch, images):
+            yield first, min(images, g.batch - first), 0, g.out_height
+    else:
+        rows = max(1, BAND_BUDGET // per_row)
+        for image in range(g.batch):
+            for row in range(0, g.out_height, rows):
+                yield image, 1, row, min(rows, g.out_height - row)
+
+
+def block_columns(x, geometry, row, rows, input_affine=None, whole_width=False):
+    """im2col of output rows [row, row + rows) of the images x (n, Ci, H, W), as a
+    (Ci*kh*kw, n*rows*Wo) view of a reused buffer: row (i, u, v), column (b, r, c) holds
+    x[b, i, (row + r)*sh - ph + u, c*sw - pw + v] (zero outside), copied from a strided view of
+    the zero-padded input rows that the block reads (also a reused buffer; a 1 x 1 kernel
+    without padding reads x itself). With ``input_affine`` = (scale, shift), those rows hold
+    relu(x scale + shift) instead, computed as they are copied. ``whole_width`` (for stride 1
+    across): one tap per kernel row, v = 0, and every column c of the padded width W + 2 pw, a
+    (Ci*kh, n*rows*(W + 2pw)) matrix. Outside the worker threads (a block of the whole batch),
+    the copies are shared out over them by channels."""
+    xp, g = array_module(x), geometry
+    n, (ph, pw) = x.shape[0], g.padding
+    if (g.kernel_height, g.kernel_width, ph, pw) == (1, 1, 0, 0):
+        # Only the pixels the strides land on, and no padding: 4 times fewer copied (and
+        # normalised) at stride 2. The shortcuts' 32 -> 64 at 224 x 224 with the BRC's batch
+        # norm and ReLU, batch 5: 10.0-10.5 -> 5.3-6.2 ms on one thread, 8.8-9.8 -> 3.7-3.8 on two.
+        columns = memory.scratch("columns", (x.shape[1], n, rows, g.out_width), x.dtype, like=x)
+        copy_rows(x[:, :, row * g.stride_h:(row + rows - 1) * g.stride_h + 1:g.stride_h, ::g.stride_w],
+              columns.transpose(1, 0, 2, 3), input_affine)
+        return columns.reshape(x.shape[1], -1)
+    top, height = row * g.stride_h - ph, (rows - 1) * g.stride_h + g.kernel_height  # input rows read
+    first_inside = min(max(-top, 0), height)  # rows of the block's padded input that hold x
+    inside = slice(first_inside, max(min(g.in_height - top, height), first_inside))
+    padded = memory.scratch("padded", (x.shape[1], n, height, g.in_width + 2 * pw), x.dtype, like=x)
+    padded[:, :, :inside.start] = 0
+    padded[:, :, inside.stop:] = 0
+    padded[:, :, :, :pw] = 0
+    padded[:, :, :, pw + g.in_width:] = 0
+    rows_of_x = x[:, :, top + inside.start:top + inside.stop]
+    if input_affine is not None:  # into contiguous memory first: written into the padded rows, it ran slower on 7 to 28 wide images
+        rows_of_x = copy_rows(rows_of_x, memory.scratch("affine", rows_of_x.shape, x.dtype, like=x), input_affine)
+    copy_rows(rows_of_x, padded[:, :, inside, pw:pw + g.in_width].transpose(1, 0, 2, 3))
+    s1, s0, s2, s3 = padded.strides
+    taps_w, width = (1, padded.shape[3]) if whole_width else (g.kernel_width, g.out_width)
+    windows = xp.lib.stride_tricks.as_strided(
+        padded, (x.shape[1], g.kernel_height, taps_w, n, rows, width), (s1, s2, s3, s0, s2 * g.stride_h, s3 * g.stride_w))
+    columns = threads.assign(memory.scratch("columns", windows.shape, x.dtype, like=x), windows, axis=0)
+    return columns.reshape(-1, n * rows * width)
+
+
+def copy_rows(source, target, input_affine=None):
+    """target = source, or relu(source scale + shift) with ``input_affine`` = (scale, shift),
+    both (n, Ci, ., .), by channels on the worker threads outside them. Returns target."""
+    if input_affine is not None:
+        return relu_affine(source, *input_affine, out=target)
+    return threads.assign(target, source)
+
+
+def shifted_planes(dy, geometry):
+    """dy (n, Co, rows, Wo) as a (kw*Co, n*rows*(W + 2pw)) view of a reused buffer: row (v, o),
+    column (b, r, c') holds dy[b, o, r, c' - v] (zero where c' - v is outside [0, Wo))."""
+    g, (n, co, rows, wo) = geometry, dy.shape
+    planes = memory.scratch("shifted planes", (g.kernel_width, co, n, rows, g.in_width + 2 * g.padding[1]), dy.dtype, like=dy)
+    for v, plane in enumerate(planes):
+        plane[..., :v] = 0
+        plane[..., v:v + wo] = dy.transpose(1, 0, 2, 3)
+        plane[..., v + wo:] = 0
+    return planes.reshape(g.kernel_width * co, -1)
