@@ -183,15 +183,17 @@ def conv2d_input_grad(dy, w, x_shape, stride, padding, method=None, input_affine
 def _input_grad_by_col2im(dy, w, x_shape, stride, padding, bias=None, residual=None, input_affine=None):
     """The columns w^T dy (of relu(dy scale + shift) with ``input_affine``) added onto the padded
     images, then ``bias`` (one value per channel of the result) and ``residual`` (of the
-    result's shape), for the forward that runs as this, added while they are in the cache. The taps
-    that land on one sub-pixel phase of the image are summed in a plane of their own, which is
-    then written into the phase once (a 4 x 4 / 2 transposed convolution, 128 -> 32 at
-    112 x 112, batch 5, one thread: 63 ms, against 68 adding every tap into the strided image).
-    Large images go one at a time on the worker threads; small images' columns come from one
-    product for all of them, as in the forward (the 1 x 1 -> 7 x 7 expand layer reads its 205 MB
-    weight once, not once per image), and are scattered an even share of the batch per worker
-    at a time (the input gradient of a 4 x 4 / 2 convolution, 64 -> 256 channels from 4 x 4
-    images, batch 8, one thread: 0.77 ms image by image, 0.38 together)."""
+    result's shape), for the forward that runs as this, added while they are in the cache.
+
+    A block of dy (``im2col.blocks``: several small images, as in the forward, so that the
+    1 x 1 -> 7 x 7 expand layer reads its 205 MB weight once, or a band of one image's rows)
+    owns the rows of the result that its rows' taps start, sh per row of dy, and writes each
+    once: it takes the (kh - 1) // sh rows of dy above it as well, whose taps reach its rows.
+    The taps that land on one sub-pixel phase are summed in a plane of their own, then written
+    into the phase. Bands keep the columns in the cache (whole, a 4 x 4 / 2 layer at 112 x 112
+    wrote 25 MB of them an image) and share an image between workers: that layer, 128 -> 32,
+    batch 5, took 52-54 ms against 62 image by image on one thread, 29 against 38 on two.
+    Outside the workers, a block's scatter goes by groups of channels."""
     xp = array_module(dy)
     (co, ci, kh, kw), (sh, sw), (ph, pw) = w.shape, stride, padding
     b, _, ho, wo = dy.shape
@@ -199,47 +201,49 @@ def _input_grad_by_col2im(dy, w, x_shape, stride, padding, bias=None, residual=N
     geometry = ConvGeometry.of(x_shape, w.shape, stride, padding, "conv2d_input_grad")
     weight_columns = w.reshape(co, -1).T
     padded = memory.empty((b, ci, h + 2 * ph, wd + 2 * pw), dy.dtype, like=dy)
-    together = b * ci * kh * kw * ho * wo <= im2col.COLUMNS_BUDGET
-    if together:
-        if input_affine is None:
-            dy_rows = dy.transpose(1, 0, 2, 3).reshape(co, -1)
-        else:
-            dy_rows = memory.scratch("affine", (co, b, ho, wo), dy.dtype, like=dy)
-            im2col.copy_rows(dy, dy_rows.transpose(1, 0, 2, 3), input_affine)
-        every_image = _matmul(xp, weight_columns, dy_rows.reshape(co, -1),
-                              memory.scratch("col2im", (ci * kh * kw, b * ho * wo), dy.dtype, like=dy)).reshape(ci, kh, kw, b, ho, wo)
-        share = -(-b // _shares(xp, geometry))
-        images = [slice(first, first + share) for first in range(0, b, share)]
-    else:
-        images = [slice(image, image + 1) for image in range(b)]
+    reach = (kh - 1) // sh  # rows of dy above a band whose taps reach the band's own rows
 
-    def scatter(these):
-        if together:
-            columns = every_image[:, :, :, these]
-        else:
-            image = dy[these]
-            if input_affine is not None:
-                image = im2col.copy_rows(image, memory.scratch("affine", image.shape, dy.dtype, like=dy), input_affine)
-            columns = _matmul(xp, weight_columns, image.reshape(co, ho * wo),
-                              memory.scratch("col2im", (ci * kh * kw, ho * wo), dy.dtype, like=dy)).reshape(ci, kh, kw, 1, ho, wo)
-        target = padded[these].transpose(1, 0, 2, 3)  # (Ci, n, H + 2ph, W + 2pw), as the columns
-        for a, c in itertools.product(range(sh), range(sw)):
-            # The taps u = a + sh t, v = c + sw s land on rows and columns of this phase, the
-            # sh-th and sw-th ones from a, c: summed into one plane, written once.
-            phase, taps_u, taps_v = target[:, :, a::sh, c::sw], range(a, kh, sh), range(c, kw, sw)
-            plane = memory.scratch("phase plane", (ci, columns.shape[3], ho + len(taps_u) - 1, wo + len(taps_v) - 1), dy.dtype, like=dy)
-            plane[...] = 0
-            for (t, u), (s, v) in itertools.product(enumerate(taps_u), enumerate(taps_v)):
-                plane[..., t:t + ho, s:s + wo] += columns[:, u, v]
-            rows, cols = min(plane.shape[2], phase.shape[2]), min(plane.shape[3], phase.shape[3])
-            phase[..., :rows, :cols] = plane[..., :rows, :cols]
-            phase[..., rows:, :] = 0
-            phase[..., :rows, cols:] = 0
-        if bias is not None:
-            target[..., ph:ph + h, pw:pw + wd] += bias.reshape(-1, 1, 1, 1)
-        if residual is not None:
-            target[..., ph:ph + h, pw:pw + wd] += residual[these].transpose(1, 0, 2, 3)
-    _each(xp, scatter, images, geometry)
+    def col2im(block):
+        first, n, row, rows = block
+        top, last = max(0, row - reach), row + rows == ho
+        dy_rows = memory.scratch("affine", (co, n, row + rows - top, wo), dy.dtype, like=dy)
+        im2col.copy_rows(dy[first:first + n, :, top:row + rows], dy_rows.transpose(1, 0, 2, 3), input_affine)
+        columns = _matmul(xp, weight_columns, dy_rows.reshape(co, -1),
+                          memory.scratch("col2im", (ci * kh * kw, dy_rows[0].size), dy.dtype, like=dy)).reshape(ci, kh, kw, *dy_rows.shape[1:])
+        target = padded[first:first + n].transpose(1, 0, 2, 3)  # (Ci, n, H + 2ph, W + 2pw), as the columns
+
+        def scatter(channels):
+            height = dy_rows.shape[2]
+            for a, c in itertools.product(range(sh), range(sw)):
+                # The taps u = a + sh t, v = c + sw s land on rows and columns of this phase, the
+                # sh-th and sw-th ones from a, c: summed into one plane (unless there is one), of
+                # which the block's rows [row, stop) of the phase are written.
+                phase, taps_u, taps_v = target[channels, :, a::sh, c::sw], range(a, kh, sh), range(c, kw, sw)
+                stop = phase.shape[2] if last else row + rows
+                taps = list(itertools.product(enumerate(taps_u), enumerate(taps_v)))
+                if not taps:
+                    phase[..., row:stop, :] = 0
+                    continue
+                summed = columns[channels, taps_u[0], taps_v[0]]
+                if len(taps) > 1:  # the first tap (t = s = 0) is written, not added to zeros
+                    summed = memory.scratch("phase plane", (phase.shape[0], n, height + len(taps_u) - 1, wo + len(taps_v) - 1),
+                                            dy.dtype, like=dy)
+                    summed[..., height:, :] = 0
+                    summed[..., :height, wo:] = 0
+                    summed[..., :height, :wo] = columns[channels, taps_u[0], taps_v[0]]
+                    for (t, u), (s, v) in taps[1:]:
+                        summed[..., t:t + height, s:s + wo] += columns[channels, u, v]
+                reached, cols = min(stop, top + summed.shape[2]), min(summed.shape[3], phase.shape[3])
+                phase[..., row:reached, :cols] = summed[..., row - top:reached - top, :cols]
+                phase[..., row:reached, cols:] = 0
+                phase[..., reached:stop, :] = 0
+        threads.parallel(scatter, threads.channel_slices(columns, axis=0))
+        owned = range(max(row * sh, ph), min(padded.shape[2] if last else (row + rows) * sh, ph + h))  # rows of the result
+        if bias is not None and owned:
+            target[..., owned.start:owned.stop, pw:pw + wd] += bias.reshape(-1, 1, 1, 1)
+        if residual is not None and owned:
+            target[..., owned.start:owned.stop, pw:pw + wd] += residual[first:first + n, :, owned.start - ph:owned.stop - ph].transpose(1, 0, 2, 3)
+    _each(xp, col2im, list(im2col.blocks(geometry, shares=_shares(xp, geometry))), geometry)
     return padded[:, :, ph:ph + h, pw:pw + wd]
 
 

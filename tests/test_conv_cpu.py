@@ -201,6 +201,23 @@ def test_several_blocks_of_images_are_shared_evenly_among_the_workers(fitting, s
     assert [n for _, n, _, _ in im2col.blocks(geometry, shares=shares)] == expected
 
 
+def test_col2im_takes_small_images_in_one_product_and_a_large_one_in_bands_with_the_rows_above(monkeypatch, rng):
+    """The expand layer's 1 x 1 -> 7 x 7 reads its weight once for the batch; with one-row bands, a
+    4 x 4 / 2 input gradient multiplies each band's row and the (4 - 1) // 2 = 1 row above it."""
+    products = []
+    monkeypatch.setattr(conv_cpu, "_matmul", lambda xp, a, b, out: products.append(b.shape[1]) or np.matmul(a, b, out=out))
+    dy, w = rng.standard_normal((5, 4, 1, 1)), rng.standard_normal((4, 3, 7, 7))
+    dx = conv_cpu.conv2d_input_grad(dy, w, (5, 3, 7, 7), (1, 1), (0, 0), method="col2im")
+    np.testing.assert_allclose(dx, input_grad_loop(dy, w, (5, 3, 7, 7), (1, 1), (0, 0)), rtol=1e-12)
+    assert products == [5]
+    products.clear()
+    dy, w = rng.standard_normal((1, 4, 3, 5)), rng.standard_normal((4, 3, 4, 4))
+    monkeypatch.setattr(im2col, "BAND_BUDGET", 1)
+    dx = conv_cpu.conv2d_input_grad(dy, w, (1, 3, 6, 10), (2, 2), (1, 1), method="col2im")
+    np.testing.assert_allclose(dx, input_grad_loop(dy, w, (1, 3, 6, 10), (2, 2), (1, 1)), rtol=1e-12)
+    assert products == [5, 10, 10]  # rows 0, 0-1, 1-2 of dy
+
+
 def test_scratch_buffers_left_dirty_by_a_larger_convolution_do_not_leak():
     """A convolution after a larger one reuses its buffers: the zero border and the columns must
     be rewritten, not inherited."""
