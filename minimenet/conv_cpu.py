@@ -17,7 +17,6 @@ import numpy
 from . import im2col, memory, threads
 from .backend import array_module
 from .conv_geometry import ConvGeometry
-from .norm import relu_affine
 
 
 # A stride-1 forward goes by the adjoint's col2im when Ci exceeds this many times Co: its copies
@@ -59,7 +58,7 @@ def conv2d_forward(x, w, stride, padding, bias=None, input_affine=None, residual
         # gradient of the adjoint convolution, whose col2im copies Co kh kw planes, not Ci kh kw.
         # That product reads x itself, so an input_affine is applied to all of x first.
         if input_affine is not None:
-            x = relu_affine(x, *input_affine)
+            x = im2col.copy_rows(x, memory.empty_like(x), input_affine)
         return _input_grad_by_col2im(x, w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), g.y_shape, (1, 1), (kh - 1 - ph, kw - 1 - pw),
                                      bias, residual)
     if _by_shifted_taps(g):
@@ -140,10 +139,12 @@ def _shares(xp, geometry):
 
 
 def _each(xp, task, items, geometry):
-    """task(item) for every item: on the worker threads where ``_shared_out``, else in order."""
+    """task(item) for every item: on the worker threads where ``_shared_out``, else in order on
+    the calling thread, copies and all."""
     if _shared_out(xp, geometry):
         return threads.parallel(task, items)
-    return [task(item) for item in items]
+    with threads.on_this_thread():
+        return [task(item) for item in items]
 
 
 def _matmul(xp, a, b, out):

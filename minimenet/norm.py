@@ -94,18 +94,14 @@ def eval_affine(gamma, beta, running_mean, running_var, eps=1e-5, dtype=None):
 
 def relu_affine(x, scale, shift, out=None):
     """relu(x scale + shift), scale and shift (C,) per channel of x (B, C, H, W), into ``out``
-    (new memory by default), an image at a time, groups of channels on the worker threads: a
-    batch norm in eval mode (``eval_affine``) and a ReLU on arrays, for the inference-time BRC
-    (``fused.batch_norm_relu_conv2d``)."""
+    (new memory by default), an image at a time: a batch norm in eval mode (``eval_affine``) and
+    a ReLU on arrays, for the inference-time BRC (``fused.batch_norm_relu_conv2d``)."""
     xp, y = array_module(x), memory.empty_like(x) if out is None else out
     scale, shift = scale.reshape(-1, 1, 1), shift.reshape(-1, 1, 1)
-
-    def part(channels):
-        for image, result in zip(x[:, channels], y[:, channels]):
-            xp.multiply(image, scale[channels], out=result)
-            result += shift[channels]
-            maximum_zero(result, result)
-    threads.parallel(part, threads.channel_slices(y))
+    for image, result in zip(x, y):
+        xp.multiply(image, scale, out=result)
+        result += shift
+        maximum_zero(result, result)
     return y
 
 

@@ -130,19 +130,6 @@ def channel_slices(out, axis=1):
     return [slice(start, start + step) for start in range(0, channels, step)]
 
 
-def assign(target, source, axis=1):
-    """target[...] = source (arrays of one shape), shared out over the workers by slices of
-    ``axis`` (``channel_slices``). An assignment, not a ufunc through ``apply``: NumPy's strided
-    copy took half the time of np.positive's (32 x 224 x 224 into a padded buffer: 2.0 against
-    4.4 ms)."""
-    index = (slice(None),) * axis
-
-    def part(channels):
-        target[index + (channels,)] = source[index + (channels,)]
-    parallel(part, channel_slices(target, axis))
-    return target
-
-
 def apply(ufunc, *args, out):
     """ufunc(*args, out=out), shared out over the workers by ``channel_slices``: each worker
     computes its channels of out from the same channels of every argument that has them (the
@@ -156,6 +143,23 @@ def apply(ufunc, *args, out):
                 for a in args), out=out[:, channels])
     parallel(part, parts)
     return out
+
+
+@contextlib.contextmanager
+def on_this_thread():
+    """Everything in the block runs on the calling thread, as inside a worker, with OpenBLAS at
+    one thread: for work too small to share out as a whole, whose parts are smaller still (the
+    tiny preset's convolutions: its step on two threads took 90 ms with their copies shared
+    out, 83 without)."""
+    if getattr(_inside_worker, "active", False):
+        yield
+        return
+    with _openblas_at_one_thread() if _openblas is not None else contextlib.nullcontext():
+        _inside_worker.active = True
+        try:
+            yield
+        finally:
+            _inside_worker.active = False
 
 
 def _mark_worker():

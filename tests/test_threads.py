@@ -115,13 +115,43 @@ def test_a_block_of_the_whole_batch_shares_out_its_copies_by_channels(case, two_
         assert (1, 2) in shares and (0, 2) in shares
 
 
-def test_assign_shares_out_slices_of_an_axis(two_workers, monkeypatch, rng):
+def test_copy_rows_shares_out_channels(two_workers, monkeypatch, rng):
+    """The copies of im2col, plain and with the inference BRC's relu(x scale + shift), by groups
+    of channels on two workers; all on the calling thread in a block run ``on_this_thread``."""
+    from minimenet import im2col
     monkeypatch.setattr(threads, "MIN_SPLIT_ELEMENTS", 1)
-    source = rng.standard_normal((2, 5, 3)).transpose(1, 0, 2)
-    target = np.empty((5, 2, 3))
-    assert threads.assign(target, source, axis=0) is target
+    source = rng.standard_normal((2, 5, 3, 4))
+    scale, shift = np.linspace(0.5, 2, 5), np.linspace(-1, 1, 5)
+    target = np.empty((5, 2, 3, 4)).transpose(1, 0, 2, 3)
+    expected = np.maximum(source * scale.reshape(-1, 1, 1) + shift.reshape(-1, 1, 1), 0)
+    assert im2col.copy_rows(source, target) is target
     np.testing.assert_array_equal(target, source)
-    assert two_workers.history == [1, 2]
+    callers = []
+    original = im2col.relu_affine
+    monkeypatch.setattr(im2col, "relu_affine", lambda *args, **kwargs: callers.append(threading.current_thread().name)
+                        or original(*args, **kwargs))
+    np.testing.assert_array_equal(im2col.copy_rows(source, np.empty_like(source), (scale, shift)), expected)
+    assert len(callers) == 2 and all(name.startswith("minimenet-worker") for name in callers)  # two groups of channels
+    callers.clear()
+    with threads.on_this_thread():
+        np.testing.assert_array_equal(im2col.copy_rows(source, np.empty_like(source), (scale, shift)), expected)
+        assert two_workers.count == 1  # OpenBLAS at one thread meanwhile
+    assert callers == [threading.current_thread().name] and two_workers.count == 2
+
+
+def test_a_convolution_too_small_to_share_out_keeps_its_copies_on_the_calling_thread(two_workers, monkeypatch):
+    x, w, _, stride, padding = case_arrays(CASES[0], "float64")
+    monkeypatch.setattr(threads, "MIN_SPLIT_ELEMENTS", 1)
+    shares = []
+    original = threads.channel_slices
+    monkeypatch.setattr(threads, "channel_slices", lambda out, axis=1: shares.append(len(original(out, axis))) or original(out, axis))
+    monkeypatch.setattr(threads, "MIN_SPLIT_MULTIPLY_ADDS", 10**9)
+    np.testing.assert_allclose(conv_cpu.conv2d_forward(x, w, stride, padding), forward_loop(x, w, stride, padding), rtol=1e-10)
+    assert shares and set(shares) == {1} and two_workers.history == [1, 2]  # OpenBLAS at one thread for the while
+    shares.clear()
+    monkeypatch.setattr(threads, "MIN_SPLIT_MULTIPLY_ADDS", 1)
+    conv_cpu.conv2d_forward(x, w, stride, padding)
+    assert 2 in shares
 
 
 def test_the_weight_gradient_on_two_workers_is_the_same_bits_every_time(two_workers, monkeypatch):
@@ -192,8 +222,9 @@ def test_the_ops_on_two_workers_match_one_worker(two_workers, monkeypatch, rng):
 
 
 def test_small_work_stays_on_the_calling_thread_with_openblas_at_one_thread(two_workers, monkeypatch, rng):
-    """Each small product runs on the calling thread, OpenBLAS set to one thread for it and
-    back to two after, so that OpenBLAS's own threads never wake to spin."""
+    """Each small product runs on the calling thread, OpenBLAS set to one thread for it (for the
+    whole of a convolution too small to share out) and back to two after, so that OpenBLAS's own
+    threads never wake to spin."""
     monkeypatch.setattr(threads, "MIN_SPLIT_MULTIPLY_ADDS", 10**9)
     products = []
     original = np.matmul
@@ -207,5 +238,5 @@ def test_small_work_stays_on_the_calling_thread_with_openblas_at_one_thread(two_
     conv_cpu.conv2d_weight_grad(x, dy, w.shape, stride, padding)
     threads.matmul(rng.standard_normal((4, 3)), rng.standard_normal((3, 2)), np.empty((4, 2)))
     assert len(products) >= 3 and set(products) == {(True, 1)}
-    assert two_workers.history == [1, 2] * len(products) and two_workers.count == 2
+    assert two_workers.history == [1, 2] * 3 and two_workers.count == 2  # the two convolutions, the product
     assert threads.channel_slices(rng.standard_normal((2, 4, 8, 8))) == [slice(None)]  # under MIN_SPLIT_ELEMENTS
