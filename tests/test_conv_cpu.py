@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from minimenet import Tensor, conv2d, conv_transpose2d, conv_cpu, gradcheck, im2col
-from minimenet.conv_geometry import ConvGeometry
 
 
 CHUNKED_TOLERANCE = {"float64": dict(rtol=1e-10, atol=1e-10), "float32": dict(rtol=2e-5, atol=2e-5)}
@@ -141,28 +140,6 @@ def test_primitives_match_the_loops_in_every_chunking(case, dtype, shifted_taps,
         np.testing.assert_allclose(dw, expected_dw, **CHUNKED_TOLERANCE[dtype])
 
 
-def test_the_blocks_are_what_the_test_above_needs(monkeypatch):
-    """Bands of one row and of several with a shorter last one, one image per block, a shorter
-    last block, and the whole batch: all occur, and each budget's blocks cover every output row of
-    every image once, in order."""
-    kinds = set()
-    for case in CASES:
-        x, w, _, stride, padding = case_arrays(case, "float64")
-        geometry = ConvGeometry.of(x.shape, w.shape, stride, padding, "test")
-        for budget in budgets(case):
-            set_budget(monkeypatch, budget)
-            blocks = list(im2col.blocks(geometry))
-            covered = [(first + i, row + r) for first, n, row, rows in blocks for i in range(n) for r in range(rows)]
-            assert covered == [(i, r) for i in range(geometry.batch) for r in range(geometry.out_height)]
-            for first, n, row, rows in blocks:
-                if rows < geometry.out_height:
-                    kinds.add("short band" if rows < blocks[0][3] else "one-row band" if rows == 1 else "band")
-                else:
-                    kinds.add("short block" if n < blocks[0][1] else "one image" if n == 1 else
-                              "whole batch" if n == geometry.batch else "images")
-    assert {"one-row band", "band", "short band", "one image", "images", "short block", "whole batch"} <= kinds
-
-
 def force_shifted_taps(monkeypatch, shifted_taps):
     """Every stride-1 forward and weight gradient with kw > 1 by shifted taps, or none."""
     monkeypatch.setattr(conv_cpu, "_by_shifted_taps", lambda g: shifted_taps and g.stride == (1, 1) and g.kernel_width > 1)
@@ -180,25 +157,6 @@ def test_stride_1_forwards_with_few_outputs_take_the_kernel_rows_taps_as_product
     # where (Ci kh + kw Co) (W + 2 pw) < Ci kh kw Wo and kw Co <= 384: not (48 + 93) 64 > 144 x 62 or
     # (48 + 24) 4 = 144 x 2 copied, 3 x 129 product rows, a 1-wide kernel, stride 2, or the stem
     assert taken == [(8, 16, 3, 3), (30, 16, 3, 3), (128, 130, 3, 3)]
-
-
-def test_images_go_several_to_a_block_only_under_the_band_budget(monkeypatch):
-    """An image over BAND_BUDGET is cut into bands even when COLUMNS_BUDGET would hold several."""
-    geometry = ConvGeometry.of((5, 2, 6, 6), (3, 2, 3, 3), 1, 1, "test")  # 18 x 36 = 648 elements an image
-    monkeypatch.setattr(im2col, "COLUMNS_BUDGET", 3 * 648)
-    monkeypatch.setattr(im2col, "BAND_BUDGET", 648)
-    assert [(n, rows) for _, n, _, rows in im2col.blocks(geometry)] == [(3, 6), (2, 6)]
-    monkeypatch.setattr(im2col, "BAND_BUDGET", 647)
-    assert [(n, rows) for _, n, _, rows in im2col.blocks(geometry)] == [(1, 5), (1, 1)] * 5
-
-
-@pytest.mark.parametrize("fitting,shares,expected", [(4, 1, [4, 1]), (4, 2, [3, 2]), (4, 3, [2, 2, 1]), (5, 2, [5]), (9, 2, [5])])
-def test_several_blocks_of_images_are_shared_evenly_among_the_workers(fitting, shares, expected, monkeypatch):
-    """A batch of 5 that takes several blocks is cut into blocks of at most an even share per
-    worker; one that fits in one block stays one."""
-    geometry = ConvGeometry.of((5, 2, 6, 6), (3, 2, 3, 3), 1, 1, "test")  # 648 elements an image
-    monkeypatch.setattr(im2col, "COLUMNS_BUDGET", fitting * 648)
-    assert [n for _, n, _, _ in im2col.blocks(geometry, shares=shares)] == expected
 
 
 def test_col2im_takes_small_images_in_one_product_and_a_large_one_in_bands_with_the_rows_above(monkeypatch, rng):

@@ -1,0 +1,54 @@
+"""minimenet/im2col.py: the blocks a convolution's input is cut into, and its copies.
+
+The copies themselves are checked through the primitives that use them (``test_conv_cpu.py``,
+in every chunking, and ``test_threads.py``, on two workers); here, that the blocks cover every
+output row of every image once, in the shapes those tests need, within the budgets, and shared
+evenly among the workers.
+"""
+import pytest
+
+from minimenet import im2col
+from minimenet.conv_geometry import ConvGeometry
+
+from test_conv_cpu import CASES, budgets, case_arrays, set_budget
+
+
+def test_the_blocks_are_what_the_conv_cpu_tests_need(monkeypatch):
+    """Bands of one row and of several with a shorter last one, one image per block, a shorter
+    last block, and the whole batch: all occur, and each budget's blocks cover every output row of
+    every image once, in order."""
+    kinds = set()
+    for case in CASES:
+        x, w, _, stride, padding = case_arrays(case, "float64")
+        geometry = ConvGeometry.of(x.shape, w.shape, stride, padding, "test")
+        for budget in budgets(case):
+            set_budget(monkeypatch, budget)
+            blocks = list(im2col.blocks(geometry))
+            covered = [(first + i, row + r) for first, n, row, rows in blocks for i in range(n) for r in range(rows)]
+            assert covered == [(i, r) for i in range(geometry.batch) for r in range(geometry.out_height)]
+            for first, n, row, rows in blocks:
+                if rows < geometry.out_height:
+                    kinds.add("short band" if rows < blocks[0][3] else "one-row band" if rows == 1 else "band")
+                else:
+                    kinds.add("short block" if n < blocks[0][1] else "one image" if n == 1 else
+                              "whole batch" if n == geometry.batch else "images")
+    assert {"one-row band", "band", "short band", "one image", "images", "short block", "whole batch"} <= kinds
+
+
+def test_images_go_several_to_a_block_only_under_the_band_budget(monkeypatch):
+    """An image over BAND_BUDGET is cut into bands even when COLUMNS_BUDGET would hold several."""
+    geometry = ConvGeometry.of((5, 2, 6, 6), (3, 2, 3, 3), 1, 1, "test")  # 18 x 36 = 648 elements an image
+    monkeypatch.setattr(im2col, "COLUMNS_BUDGET", 3 * 648)
+    monkeypatch.setattr(im2col, "BAND_BUDGET", 648)
+    assert [(n, rows) for _, n, _, rows in im2col.blocks(geometry)] == [(3, 6), (2, 6)]
+    monkeypatch.setattr(im2col, "BAND_BUDGET", 647)
+    assert [(n, rows) for _, n, _, rows in im2col.blocks(geometry)] == [(1, 5), (1, 1)] * 5
+
+
+@pytest.mark.parametrize("fitting,shares,expected", [(4, 1, [4, 1]), (4, 2, [3, 2]), (4, 3, [2, 2, 1]), (5, 2, [5]), (9, 2, [5])])
+def test_several_blocks_of_images_are_shared_evenly_among_the_workers(fitting, shares, expected, monkeypatch):
+    """A batch of 5 that takes several blocks is cut into blocks of at most an even share per
+    worker; one that fits in one block stays one."""
+    geometry = ConvGeometry.of((5, 2, 6, 6), (3, 2, 3, 3), 1, 1, "test")  # 648 elements an image
+    monkeypatch.setattr(im2col, "COLUMNS_BUDGET", fitting * 648)
+    assert [n for _, n, _, _ in im2col.blocks(geometry, shares=shares)] == expected
