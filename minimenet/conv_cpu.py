@@ -40,6 +40,7 @@ FORWARD_BY_COL2IM = 2.0
 # 0.16 / 0.22 and 0.16 / 0.66, which copy more.
 SHIFTED_TAPS_MAX_ROWS = 384
 
+
 def conv2d_forward(x, w, stride, padding, bias=None, input_affine=None, residual=None):
     """y = W columns (+ bias): (Co, Ci*kh*kw) @ (Ci*kh*kw, n*rows*Wo) for each block
     (``im2col.blocks``), the (Co, n) axes of a block of several images swapped into y (a block of one
