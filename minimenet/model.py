@@ -71,38 +71,41 @@ class MEnetConfig:
         return replace(self, **changes)
 
 
-class BRC(nn.Sequential):
-    """Batch norm -> ReLU -> convolution (with bias). At inference (eval mode, no graph) the
-    three run as one op (``fused.batch_norm_relu_conv2d``), which spares the first two's
-    passes over x, and the sum with a residual joins it likewise."""
+class PreActivation(nn.Sequential):
+    """Batch norm -> ReLU -> a convolution, plus ``residual`` when given (a residual unit's or a
+    level's sum). At inference (eval mode, no graph) they run as one op (``minimenet.fused``),
+    which spares the first two's passes over x, and the sum joins it likewise."""
+
+    def forward(self, x, residual=None):
+        if self.training or grad_enabled():
+            y = super().forward(x)
+            return y if residual is None else y + residual
+        norm, _, conv = self.layers
+        return self.fused(x, *norm.eval_affine(x.dtype), conv, residual)
+
+
+class BRC(PreActivation):
+    """Batch norm -> ReLU -> convolution (with bias)."""
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dtype="float32"):
         super().__init__(nn.BatchNorm2d(in_channels, dtype=dtype), nn.ReLU(),
                          nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dtype=dtype))
 
-    def forward(self, x, residual=None):
-        """BRC(x), plus ``residual`` when given (a residual unit's or a level's sum)."""
-        if self.training or grad_enabled():
-            y = super().forward(x)
-            return y if residual is None else y + residual
-        norm, _, conv = self.layers
-        return batch_norm_relu_conv2d(x, *norm.eval_affine(x.dtype), conv.weight, conv.bias, conv.stride, conv.padding, residual)
+    @staticmethod
+    def fused(x, scale, shift, conv, residual):
+        return batch_norm_relu_conv2d(x, scale, shift, conv.weight, conv.bias, conv.stride, conv.padding, residual)
 
 
-class BRD(nn.Sequential):
-    """Batch norm -> ReLU -> transposed convolution (no bias); plus ``residual`` when given. One
-    op at inference, as the BRC (``fused.batch_norm_relu_conv_transpose2d``)."""
+class BRD(PreActivation):
+    """Batch norm -> ReLU -> transposed convolution (no bias)."""
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dtype="float32"):
         super().__init__(nn.BatchNorm2d(in_channels, dtype=dtype), nn.ReLU(),
                          nn.ConvTranspose2d(in_channels, out_channels, kernel_size, stride, padding, bias=False, dtype=dtype))
 
-    def forward(self, x, residual=None):
-        if self.training or grad_enabled():
-            y = super().forward(x)
-            return y if residual is None else y + residual
-        norm, _, deconv = self.layers
-        return batch_norm_relu_conv_transpose2d(x, *norm.eval_affine(x.dtype), deconv.weight, deconv.stride, deconv.padding,
+    @staticmethod
+    def fused(x, scale, shift, deconv, residual):
+        return batch_norm_relu_conv_transpose2d(x, scale, shift, deconv.weight, deconv.stride, deconv.padding,
                                                 deconv.output_padding, residual)
 
 
