@@ -36,11 +36,13 @@ def _forward(x, w, geometry, bias=None, input_affine=None, residual=None):
     return conv_cpu.conv2d_forward(x, w, geometry.stride, geometry.padding, bias, input_affine, residual)
 
 
-def _weight_grad(x, dy, geometry):
-    """dw from x and dy on x's backend."""
+def _weight_grad(x, dy, geometry, input_affine=None):
+    """dw from x and dy on x's backend; with ``input_affine`` = (scale, shift), from
+    relu(x scale + shift) instead of x (the training BRC's, ``fused``)."""
     if backend.runs_on_cuda_kernels(x):
-        return cuda.conv2d_weight_grad(x, dy, geometry.w_shape, geometry.stride, geometry.padding)
-    return conv_cpu.conv2d_weight_grad(x, dy, geometry.w_shape, geometry.stride, geometry.padding)
+        return cuda.conv2d_weight_grad(x if input_affine is None else norm.relu_affine(x, *input_affine), dy, geometry.w_shape,
+                                       geometry.stride, geometry.padding)
+    return conv_cpu.conv2d_weight_grad(x, dy, geometry.w_shape, geometry.stride, geometry.padding, input_affine)
 
 
 def _input_grad(dy, w, geometry, input_affine=None, residual=None):
@@ -78,7 +80,7 @@ def _add_bias_in_place(y, bias):
 
 def _bias_grad(g, b):
     """d(loss)/d(bias): the output gradient summed over batch and pixels (None without a bias)."""
-    return g.sum(axis=(0, 2, 3)) if b is not None and b.requires_grad else None
+    return norm.channel_sum(g) if b is not None and b.requires_grad else None
 
 
 def conv2d(x, w, b=None, stride=1, padding=0):

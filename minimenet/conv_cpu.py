@@ -295,7 +295,7 @@ def _input_grad_by_phases(dy, w, x_shape, stride, padding, input_affine=None, re
     return dx
 
 
-def conv2d_weight_grad(x, dy, w_shape, stride, padding):
+def conv2d_weight_grad(x, dy, w_shape, stride, padding, input_affine=None):
     """dw = sum over blocks (``im2col.blocks``) of dy_rows columns^T: (Co, n*rows*Wo) @ (n*rows*Wo,
     Ci*kh*kw), where dy_rows is the block's dy (its (n, Co) axes swapped when n > 1); summing over
     batch and pixels. Where the forward takes a kernel row's taps as rows of its product
@@ -303,7 +303,8 @@ def conv2d_weight_grad(x, dy, w_shape, stride, padding):
     copies of dy, copy v shifted right by v columns (``im2col.shifted_planes``), and the product's row
     (v, o) is dw[o, :, :, v]. With several worker threads (``minimenet.threads``), worker k
     sums blocks k, k + workers, ... and the partial sums are added in order, so a given number of
-    workers always gives the same bits."""
+    workers always gives the same bits. With ``input_affine`` = (scale, shift), of
+    relu(x scale + shift) instead of x, applied as the columns are copied (the training BRC)."""
     xp = array_module(x)
     g = ConvGeometry.of(x.shape, w_shape, stride, padding, "conv2d_weight_grad")
     g.check_output(dy.shape, "conv2d_weight_grad")
@@ -314,7 +315,7 @@ def conv2d_weight_grad(x, dy, w_shape, stride, padding):
     def partial_sum(share):
         total = None
         for first, n, row, rows in blocks[share::shares]:
-            columns = im2col.block_columns(x[first:first + n], g, row, rows, whole_width=shifted)
+            columns = im2col.block_columns(x[first:first + n], g, row, rows, input_affine, shifted)
             if shifted:
                 dy_rows = im2col.shifted_planes(dy[first:first + n, :, row:row + rows], g)
             elif n == 1:

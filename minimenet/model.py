@@ -29,7 +29,8 @@ import numpy
 
 from . import nn
 from .backend import array_module, to_numpy
-from .fused import batch_norm_relu_conv2d, batch_norm_relu_conv_transpose2d
+from .fused import (batch_norm_relu_conv2d, batch_norm_relu_conv2d_training, batch_norm_relu_conv_transpose2d,
+                    batch_norm_relu_conv_transpose2d_training)
 from .losses import METRIC_GRADIENTS, metric_loss, softmax_cross_entropy
 from .norm import l2_normalize
 from .resize import upsample_nearest
@@ -73,15 +74,18 @@ class MEnetConfig:
 
 class PreActivation(nn.Sequential):
     """Batch norm -> ReLU -> a convolution, plus ``residual`` when given (a residual unit's or a
-    level's sum). At inference (eval mode, no graph) they run as one op (``minimenet.fused``),
-    which spares the first two's passes over x, and the sum joins it likewise."""
+    level's sum). In training and at inference (eval mode, no graph) they run as one op
+    (``minimenet.fused``), which never writes the batch norm's or the ReLU's output, and the sum
+    joins it likewise; in eval mode with a graph, as the three ops and an add."""
 
     def forward(self, x, residual=None):
-        if self.training or grad_enabled():
-            y = super().forward(x)
-            return y if residual is None else y + residual
         norm, _, conv = self.layers
-        return self.fused(x, *norm.eval_affine(x.dtype), conv, residual)
+        if self.training:
+            return self.fused_training(x, norm, conv, residual)
+        if not grad_enabled():
+            return self.fused(x, *norm.eval_affine(x.dtype), conv, residual)
+        y = super().forward(x)
+        return y if residual is None else y + residual
 
 
 class BRC(PreActivation):
@@ -95,6 +99,11 @@ class BRC(PreActivation):
     def fused(x, scale, shift, conv, residual):
         return batch_norm_relu_conv2d(x, scale, shift, conv.weight, conv.bias, conv.stride, conv.padding, residual)
 
+    @staticmethod
+    def fused_training(x, norm, conv, residual):
+        return batch_norm_relu_conv2d_training(x, norm.weight, norm.bias, norm.running_mean, norm.running_var, conv.weight,
+                                               conv.bias, conv.stride, conv.padding, residual, norm.momentum, norm.eps)
+
 
 class BRD(PreActivation):
     """Batch norm -> ReLU -> transposed convolution (no bias)."""
@@ -107,6 +116,12 @@ class BRD(PreActivation):
     def fused(x, scale, shift, deconv, residual):
         return batch_norm_relu_conv_transpose2d(x, scale, shift, deconv.weight, deconv.stride, deconv.padding,
                                                 deconv.output_padding, residual)
+
+    @staticmethod
+    def fused_training(x, norm, deconv, residual):
+        return batch_norm_relu_conv_transpose2d_training(x, norm.weight, norm.bias, norm.running_mean, norm.running_var,
+                                                         deconv.weight, deconv.stride, deconv.padding, deconv.output_padding,
+                                                         residual, norm.momentum, norm.eps)
 
 
 class ResidualUnit(nn.Module):

@@ -16,18 +16,9 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
     where the running variance takes the unbiased batch variance. Eval mode uses the running
     statistics and so treats mu and var as constants.
     """
-    if x.ndim != 4:
-        raise ValueError(f"batch_norm: input must be 4-D (batch, channels, height, width), got shape {x.shape}")
-    c = x.shape[1]
-    if gamma.shape != (c,) or beta.shape != (c,) or running_mean.shape != (c,) or running_var.shape != (c,):
-        raise ValueError(f"batch_norm: input has {c} channels; gamma, beta and the running statistics must all have shape ({c},), "
-                         f"got {gamma.shape}, {beta.shape}, {running_mean.shape}, {running_var.shape}")
-    check_dtypes("batch_norm", x, gamma, beta)
-    xp, data = x.xp, x.data
+    check_batch_norm("batch_norm", x, gamma, beta, running_mean, running_var, training)
+    xp, data, c = x.xp, x.data, x.shape[1]
     count = x.shape[0] * x.shape[2] * x.shape[3]
-    if training and count < 2:
-        raise ValueError(f"batch_norm: training mode needs more than one value per channel to estimate a variance, "
-                         f"got input of shape {x.shape}; use a batch larger than 1 or call model.eval()")
     # Every channel is normalised on its own, so groups of channels go to the worker threads.
     groups = threads.channel_slices(data)
     if training:
@@ -41,9 +32,7 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
     def normalise(channels):
         x_c, y_c = data[:, channels], y[:, channels]
         if training:
-            mu[channels] = _channel_sum(x_c) / count
-            xp.subtract(x_c, _per_channel(mu[channels]), out=y_c)
-            var[channels] = _channel_dot(y_c, y_c) / count
+            mu[channels], var[channels] = _centred_moments(x_c, y_c, count)
         inv_std[channels] = 1.0 / xp.sqrt(var[channels] + eps)
         if training:
             y_c *= _per_channel(gamma.data[channels] * inv_std[channels])
@@ -53,34 +42,104 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
             y_c += _per_channel(eval_shift[channels])
     threads.parallel(normalise, groups)
     if training:
-        running_mean *= 1 - momentum
-        running_mean += momentum * mu
-        running_var *= 1 - momentum
-        running_var += momentum * var * count / (count - 1)
+        update_running(running_mean, running_var, mu, var, count, momentum)
 
     def backward(g):
         d_x, d_gamma, d_beta = memory.empty_like(data), xp.empty(c, dtype=g.dtype), xp.empty(c, dtype=g.dtype)
 
         def differentiate(channels):
-            g_c, d_c, scale = g[:, channels], d_x[:, channels], inv_std[channels]
-            # x - mu again from x, which the graph keeps anyway (it is this op's input): keeping
-            # x_hat from the forward pass would hold one more full-size array per layer until here.
-            centred = xp.subtract(data[:, channels], _per_channel(mu[channels]), out=d_c)
-            d_gamma[channels] = _channel_dot(g_c, centred) * scale
-            d_beta[channels] = _channel_sum(g_c)
-            if training:
-                # mu and var depend on every x: with d_x_hat = gamma g, the two mean terms remove
-                # its components along 1 and along x_hat, and those means are d_beta and d_gamma / count:
-                # d_x = gamma scale (g - d_beta / count - (x - mu) scale d_gamma / count).
-                d_c *= _per_channel(-scale * d_gamma[channels] / count)
-                d_c += g_c
-                d_c -= _per_channel(d_beta[channels] / count)
-                d_c *= _per_channel(gamma.data[channels] * scale)
-            else:
-                xp.multiply(g_c, _per_channel(gamma.data[channels] * scale), out=d_c)
+            d_gamma[channels], d_beta[channels] = _input_grad(data[:, channels], g[:, channels], d_x[:, channels], mu[channels],
+                                                              inv_std[channels], gamma.data[channels], count, training)
         threads.parallel(differentiate, groups)
         return d_x, d_gamma, d_beta
     return Tensor.from_op(y, (x, gamma, beta), backward, "batch_norm")
+
+
+def check_batch_norm(op, x, gamma, beta, running_mean, running_var, training):
+    """The checks of a batch norm's arguments, with messages that name ``op``."""
+    if x.ndim != 4:
+        raise ValueError(f"{op}: input must be 4-D (batch, channels, height, width), got shape {x.shape}")
+    c = x.shape[1]
+    if gamma.shape != (c,) or beta.shape != (c,) or running_mean.shape != (c,) or running_var.shape != (c,):
+        raise ValueError(f"{op}: input has {c} channels; gamma, beta and the running statistics must all have shape ({c},), "
+                         f"got {gamma.shape}, {beta.shape}, {running_mean.shape}, {running_var.shape}")
+    check_dtypes(op, x, gamma, beta)
+    if training and x.shape[0] * x.shape[2] * x.shape[3] < 2:
+        raise ValueError(f"{op}: training mode needs more than one value per channel to estimate a variance, "
+                         f"got input of shape {x.shape}; use a batch larger than 1 or call model.eval()")
+
+
+def batch_statistics(x, eps):
+    """(mu, var, 1 / sqrt(var + eps)) of each channel of the array x (N, C, H, W) over (N, H, W),
+    var biased, by the same arithmetic as ``batch_norm`` in training mode (x - mu goes to a
+    scratch buffer, not to an output)."""
+    xp, c, count = array_module(x), x.shape[1], x.shape[0] * x.shape[2] * x.shape[3]
+    mu, var = xp.empty(c, dtype=x.dtype), xp.empty(c, dtype=x.dtype)
+
+    def moments(channels):
+        x_c = x[:, channels]
+        mu[channels], var[channels] = _centred_moments(x_c, memory.scratch("centred", x_c.shape, x.dtype, like=x), count)
+    threads.parallel(moments, threads.channel_slices(x))
+    return mu, var, 1.0 / xp.sqrt(var + eps)
+
+
+def update_running(running_mean, running_var, mu, var, count, momentum):
+    """The running statistics' update of a training batch norm (``batch_norm``)."""
+    running_mean *= 1 - momentum
+    running_mean += momentum * mu
+    running_var *= 1 - momentum
+    running_var += momentum * var * count / (count - 1)
+
+
+def relu_batch_norm_grad(x, d_relu, mu, inv_std, gamma, scale, shift):
+    """The gradients (x, gamma, beta) of relu(batch_norm(x)) in training mode, from the
+    gradient ``d_relu`` of its output: the ReLU's mask is recomputed from x as
+    x scale + shift > 0 (scale = gamma inv_std, shift = beta - mu scale, as the forward applied
+    them), then the batch norm's backward as in ``batch_norm``."""
+    xp, c, count = array_module(x), x.shape[1], x.shape[0] * x.shape[2] * x.shape[3]
+    d_x, d_gamma, d_beta = memory.empty_like(x), xp.empty(c, dtype=x.dtype), xp.empty(c, dtype=x.dtype)
+
+    def differentiate(channels):
+        x_c = x[:, channels]
+        # The forward's ReLU passed x scale + shift where that sum, rounded, was positive, which
+        # is where x scale (rounded as it was) exceeds -shift: one pass fewer. The masked
+        # gradient goes to contiguous memory (d_relu may be a view of padded rows: the batch
+        # norm's sums over such a view ran 5 times slower).
+        d_z = memory.scratch("pre-activation", x_c.shape, x.dtype, like=x)
+        xp.multiply(x_c, _per_channel(scale[channels]), out=d_z)
+        passed = xp.greater(d_z, _per_channel(-shift[channels]), out=memory.scratch("relu mask", x_c.shape, bool, like=x))
+        xp.multiply(d_relu[:, channels], passed, out=d_z)
+        d_gamma[channels], d_beta[channels] = _input_grad(x_c, d_z, d_x[:, channels], mu[channels], inv_std[channels],
+                                                          gamma[channels], count, True)
+    threads.parallel(differentiate, threads.channel_slices(x))
+    return d_x, d_gamma, d_beta
+
+
+def _centred_moments(x_c, centred, count):
+    """(mu, biased var) of each channel of x_c, leaving x_c - mu in ``centred``."""
+    mu = channel_sum(x_c) / count
+    array_module(x_c).subtract(x_c, _per_channel(mu), out=centred)
+    return mu, _channel_dot(centred, centred) / count
+
+
+def _input_grad(x_c, g_c, d_c, mu, inv_std, gamma, count, training):
+    """d_c = the batch norm's input gradient for the channels x_c from its output gradient g_c;
+    returns (d_gamma, d_beta) of those channels."""
+    # x - mu again from x, which the graph keeps anyway (it is the op's input): keeping x_hat
+    # from the forward pass would hold one more full-size array per layer until here.
+    centred = array_module(x_c).subtract(x_c, _per_channel(mu), out=d_c)
+    d_gamma, d_beta = _channel_dot(g_c, centred) * inv_std, channel_sum(g_c)
+    if training:
+        # mu and var depend on every x: with d_x_hat = gamma g, the two mean terms remove its
+        # components along 1 and along x_hat, and those means are d_beta and d_gamma / count:
+        # d_x = gamma inv_std (g - d_beta / count - (x - mu) inv_std d_gamma / count).
+        d_c *= _per_channel(-inv_std * d_gamma / count)
+        d_c += g_c
+        d_c -= _per_channel(d_beta / count)
+        d_c *= _per_channel(gamma * inv_std)
+    else:
+        array_module(x_c).multiply(g_c, _per_channel(gamma * inv_std), out=d_c)
+    return d_gamma, d_beta
 
 
 def eval_affine(gamma, beta, running_mean, running_var, eps=1e-5, dtype=None):
@@ -92,14 +151,24 @@ def eval_affine(gamma, beta, running_mean, running_var, eps=1e-5, dtype=None):
     return scale, (beta - running_mean.astype(dtype) * scale).astype(dtype)
 
 
+# relu_affine takes its three passes over this many elements at a time (whole images), so that
+# each pass reads what the last one wrote from the cache; the tiny preset's images are 8 to a
+# group, which spares the calls. Tiny training step, one thread: 86.6-86.7 ms an image at a time,
+# 81.8-82.6 in groups (benchmarks/bench_train.py --presets tiny --threads 1).
+RELU_AFFINE_GROUP = 2**18
+
+
 def relu_affine(x, scale, shift, out=None):
     """relu(x scale + shift), scale and shift (C,) per channel of x (B, C, H, W), into ``out``
-    (new memory by default), an image at a time: a batch norm in eval mode (``eval_affine``) and
-    a ReLU on arrays, for the inference-time BRC (``fused.batch_norm_relu_conv2d``)."""
+    (new memory by default), ``RELU_AFFINE_GROUP`` elements of whole images at a time: a batch
+    norm as an affine map (``eval_affine``, or the batch's statistics in the training BRC) and a
+    ReLU on arrays, for the fused BRC and BRD (``fused``)."""
     xp, y = array_module(x), memory.empty_like(x) if out is None else out
     scale, shift = scale.reshape(-1, 1, 1), shift.reshape(-1, 1, 1)
-    for image, result in zip(x, y):
-        xp.multiply(image, scale, out=result)
+    images = max(1, RELU_AFFINE_GROUP // max(1, x[0].size))
+    for first in range(0, len(x), images):
+        result = y[first:first + images]
+        xp.multiply(x[first:first + images], scale, out=result)
         result += shift
         maximum_zero(result, result)
     return y
@@ -115,7 +184,7 @@ def _channel_dot(a, b):
     return array_module(a).einsum("nchw,nchw->c", a, b)
 
 
-def _channel_sum(a):
+def channel_sum(a):
     """sum over (N, H, W) for each channel (NumPy's einsum does it in a third of the time of
     ``a.sum(axis=(0, 2, 3))``: 21 against 67 us on 8 x 16 x 64 x 64 float32)."""
     return array_module(a).einsum("nchw->c", a)

@@ -730,8 +730,14 @@ def test_losses_metric_loss_runs_the_kernels(gradient, monkeypatch):
 def test_the_model_on_the_kernels_matches_the_model_on_numpy(monkeypatch):
     """What a GPU runs, minus CuPy: every convolution, transposed convolution and metric loss of a
     small MEnet goes through minimenet.cuda (the dispatch in conv.py and losses.py believes the
-    NumPy arrays are on the GPU), so the kernels run in the emulator. Loss and every parameter's
-    gradient agree with the NumPy path to float32 rounding."""
+    NumPy arrays are on the GPU), so the kernels run in the emulator. The loss agrees with the
+    NumPy path to float32 rounding, and so do the gradients, but for what a ReLU decides: a
+    value within rounding of zero can fall on either side in the two paths, and where a batch
+    norm sees 4 values per channel (the 1 x 1 deepest level) one such value moves the gradient
+    of every layer below it. Measured on seeds 10-19: 2e-5 to 1.3e-4 of the whole gradient's
+    norm, and 1.0-1.5 % on the one or two seeds where a ReLU went the other way (as often for
+    the three separate ops as for the fused BRC); no parameter's gradient then moved by more than
+    23 % of its norm. A wrong kernel or wiring changes a layer's gradients by about 100 %."""
     from minimenet import manual_seed, Tensor
     from minimenet.model import MEnet, MEnetConfig
 
@@ -754,13 +760,51 @@ def test_the_model_on_the_kernels_matches_the_model_on_numpy(monkeypatch):
     default = cuda_conv.variant().kernel
     assert {default("forward"), default("input_grad"), default("weight_grad"), "metric_loss_and_grad"} <= set(launched)
     assert loss == pytest.approx(expected_loss, rel=1e-5)
+    whole = np.sqrt(sum(np.sum((got - expected) ** 2) for got, expected in zip(grads, expected_grads))
+                    / sum(np.sum(expected ** 2) for expected in expected_grads))
+    assert whole < 3e-2
     # A convolution bias right before a batch norm has a gradient of exactly 0 up to rounding
-    # noise, whose size follows the network's gradients, not its own: hence the floor (both
-    # sides' noise: 1e-6 of the largest gradient was exceeded by 0.02% once the NumPy side's
-    # convolutions summed in chunks of images).
+    # noise, whose size follows the network's gradients, not its own: hence the floor.
     floor = 2e-6 * max(np.abs(g).max() for g in expected_grads)
     for got, expected in zip(grads, expected_grads):
-        np.testing.assert_allclose(got, expected, rtol=0, atol=5e-3 * np.abs(expected).max() + floor)
+        assert np.linalg.norm(got - expected) <= 0.4 * np.linalg.norm(expected) + floor * np.sqrt(expected.size)
+
+
+@needs_compiler
+@pytest.mark.emulator
+@pytest.mark.parametrize("transposed,stride", [(False, 1), (False, 2), (True, 2)], ids=["BRC 3x3/1", "BRC 3x3/2", "BRD 4x4/2"])
+def test_training_brc_and_brd_on_the_kernels_match_numpy(transposed, stride, monkeypatch):
+    """The training BRC and BRD as a GPU runs them: relu(x scale + shift) written out for the
+    forward and the weight gradient's kernels, the batch norm's statistics and backward as
+    array code. Output and every gradient against the NumPy path, to float32 rounding."""
+    from minimenet import Tensor
+    from minimenet.fused import batch_norm_relu_conv2d_training, batch_norm_relu_conv_transpose2d_training
+
+    rng = np.random.default_rng(21)
+    x = Tensor((0.5 + rng.standard_normal((2, 4, 8, 8))).astype(np.float32), requires_grad=True)
+    gamma = Tensor(rng.uniform(0.5, 2, 4).astype(np.float32), requires_grad=True)
+    beta = Tensor(rng.standard_normal(4).astype(np.float32), requires_grad=True)
+    w = Tensor(rng.standard_normal((4, 3, 4, 4) if transposed else (3, 4, 3, 3)).astype(np.float32), requires_grad=True)
+    leaves = [x, gamma, beta, w]
+
+    def output_and_gradients():
+        for t in leaves:
+            t.grad = None
+        statistics = (np.zeros(4, np.float32), np.ones(4, np.float32))
+        if transposed:
+            y = batch_norm_relu_conv_transpose2d_training(x, gamma, beta, *statistics, w, stride, 1)
+        else:
+            y = batch_norm_relu_conv2d_training(x, gamma, beta, *statistics, w, None, stride, 1)
+        y.backward(np.random.default_rng(22).standard_normal(y.shape).astype(np.float32))
+        return [y.data] + [t.grad for t in leaves] + list(statistics)
+
+    expected = output_and_gradients()
+    launched = ops_on_the_emulated_kernels(monkeypatch)
+    got = output_and_gradients()
+    default = cuda_conv.variant().kernel
+    assert {default("forward"), default("input_grad"), default("weight_grad")} <= set(launched)
+    for value, want in zip(got, expected):
+        assert_close(value, want)
 
 
 @needs_compiler

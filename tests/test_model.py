@@ -240,8 +240,8 @@ def test_authors_reading_of_an_image_called_salient_everywhere_samples_the_whole
 
 def test_inference_runs_each_brc_and_brd_as_one_op_with_the_same_result(monkeypatch):
     """In eval mode without a graph every BRC is one batch_norm_relu_conv2d and every BRD one
-    batch_norm_relu_conv_transpose2d, the residual sums inside them; with a graph (or in
-    training) they are the three ops and an add; both give the same network output."""
+    batch_norm_relu_conv_transpose2d, the residual sums inside them; in eval mode with a graph
+    they are the three ops and an add; both give the same network output."""
     config = small_config()
     model = MEnet(config)
     images, _ = random_batch(config)
@@ -264,6 +264,46 @@ def test_inference_runs_each_brc_and_brd_as_one_op_with_the_same_result(monkeypa
     assert sum(residual for _, residual in fused) == 22
     for got, want in ((out.logits, expected.logits), (out.features, expected.features), (out.scale_maps, expected.scale_maps)):
         np.testing.assert_allclose(mm.backend.to_numpy(got.data), mm.backend.to_numpy(want.data), rtol=1e-5, atol=1e-5)
+
+
+def test_training_runs_each_brc_and_brd_as_one_op_with_the_same_loss_gradients_and_statistics(monkeypatch):
+    """In training every BRC is one batch_norm_relu_conv2d_training and every BRD one
+    batch_norm_relu_conv_transpose2d_training, the residual sums inside them. Against the three
+    ops and an add (float64, a step's loss, every parameter's gradient and every running
+    statistic): the same up to rounding."""
+    from minimenet import nn
+
+    config = small_config(dtype="float64")
+    images, masks = random_batch(config, batch=3, dtype="float64")
+
+    def step():
+        mm.manual_seed(0)
+        model = MEnet(config)
+        loss, _ = model.loss(model(images), masks)
+        loss.backward()
+        statistics = [b for m in model.modules() if isinstance(m, nn.BatchNorm2d) for b in (m.running_mean, m.running_var)]
+        return loss.item(), [p.grad for p in model.parameters()], statistics
+
+    fused = []
+    for name in ("batch_norm_relu_conv2d_training", "batch_norm_relu_conv_transpose2d_training"):
+        original = getattr(mm.model, name)
+        monkeypatch.setattr(mm.model, name, lambda *args, _name=name, _original=original: fused.append((_name, args[-3] is not None))
+                            or _original(*args))
+    loss, grads, statistics = step()
+    assert [name for name, _ in fused].count("batch_norm_relu_conv2d_training") == 58
+    assert [name for name, _ in fused].count("batch_norm_relu_conv_transpose2d_training") == 11
+    assert sum(residual for _, residual in fused) == 22
+
+    def three_ops_and_an_add(self, x, residual=None):
+        y = nn.Sequential.forward(self, x)
+        return y if residual is None else y + residual
+    monkeypatch.setattr(mm.model.PreActivation, "forward", three_ops_and_an_add)
+    expected_loss, expected_grads, expected_statistics = step()
+    assert loss == pytest.approx(expected_loss, rel=1e-12)
+    # A convolution bias right before a batch norm has a gradient of 0 but for rounding noise.
+    floor = 1e-9 * max(np.abs(mm.backend.to_numpy(g)).max() for g in expected_grads)
+    for got, want in zip(grads + statistics, expected_grads + expected_statistics):
+        np.testing.assert_allclose(mm.backend.to_numpy(got), mm.backend.to_numpy(want), rtol=1e-8, atol=floor)
 
 
 def test_saliency_maps_lie_in_unit_interval_and_restore_training_mode():
