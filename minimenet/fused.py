@@ -10,8 +10,8 @@ to the input rows of each of its blocks as it copies them (``conv_cpu.conv2d_for
 the cache. A residual unit's sum (x + BRC(BRC(x)), and a level's main path + shortcut) is added
 to the convolution's blocks the same way, instead of in a pass of its own.
 
-In training the batch's statistics are computed first (one pass for the mean, one for the
-variance), and then the batch norm is the same affine map for this batch, with
+In training the batch's statistics are computed first (the mean, then x - mu into a scratch
+buffer and the sum of its squares), and then the batch norm is the same affine map for this batch, with
 scale = gamma / sqrt(var + eps) and shift = beta - mu scale: the convolution applies it as
 above, so neither the batch norm's output nor the ReLU's is ever written, nor kept for the
 backward pass (two activations of x's size per BRC). The backward pass applies it again as the
@@ -106,7 +106,8 @@ def _training(op, x, gamma, beta, running_mean, running_var, momentum, eps, w, b
 def _check(op, x, scale, shift, others, residual, y_shape):
     if grad_enabled() and any(t is not None and t.requires_grad for t in (x, *others)):
         raise RuntimeError(f"{op} records no graph, so it gives no gradients: call it under no_grad(), or use "
-                           f"batch_norm, relu and the convolution (the model does so in training mode)")
+                           f"{op}_training (batch statistics, as the model does in training mode) or batch_norm, relu "
+                           f"and the convolution")
     if scale.shape != (x.shape[1],) or shift.shape != (x.shape[1],):
         raise ValueError(f"{op}: input has {x.shape[1]} channels; scale and shift must have shape "
                          f"({x.shape[1]},), got {scale.shape} and {shift.shape}")
