@@ -14,12 +14,21 @@ again: one ``sys.getrefcount`` tells. Memory that a step used is kept for the ne
 of going back to the system; ``release`` gives back what is free now. CuPy keeps a memory pool of
 its own, so for CuPy arrays (and small NumPy arrays) ``empty`` is the array module's ``empty``.
 
+Below ``MIN_BYTES`` glibc serves arrays from its heap, but by default it gives the top of the
+heap back to the system once 128 KB or more is free there, so the next step's arrays fault their
+pages in again too, wherever the step's frees happen to leave the top. ``keep_freed_memory``
+(called on import) asks glibc to keep what is freed and to map afresh only from ``MIN_BYTES``:
+paper step on one thread 5.25 / 5.26 s without, 5.04 / 5.10 s with (alternating processes;
+a graph walk that adds gradients went from 217 to 35 ms a step), the peak unchanged (3,328 MiB).
+The process's memory then stays at its peak until it exits.
+
 Temporaries that never leave the function that makes them (im2col columns, a product before it
 is copied into place) come from ``scratch`` instead: one buffer per name and thread, grown to
 the largest use, shared by every layer. Held by ``empty``'s pool, they would each keep a buffer
 of their own size, and the pool would outgrow the step's true peak.
 """
 import collections
+import ctypes
 import math
 import sys
 import threading
@@ -33,6 +42,23 @@ from .backend import array_module
 # 5.8 GB for no measurable speed.
 MIN_BYTES = 2**25
 
+# glibc's mallopt parameters (malloc.h).
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+
+
+def keep_freed_memory():
+    """Ask the C library to keep freed heap memory for reuse instead of giving it back to the
+    system (glibc's mallopt: trim only past 2 GB free, map afresh only from ``MIN_BYTES``).
+    Returns whether it did; elsewhere (no mallopt, or one that refuses) nothing changes."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return mallopt(M_MMAP_THRESHOLD, MIN_BYTES) == 1 and mallopt(M_TRIM_THRESHOLD, 2**31 - 1) == 1
+
+
+KEEPS_FREED_MEMORY = keep_freed_memory()
 _buffers = collections.defaultdict(list)  # byte size -> buffers (uint8 arrays) of that size
 _lock = threading.Lock()
 

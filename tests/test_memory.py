@@ -89,3 +89,29 @@ def test_scratch_is_one_growing_buffer_per_name_and_thread():
     worker = threading.Thread(target=lambda: elsewhere.append(memory.scratch("test", (100,), np.float64, like=np.empty(0))))
     worker.start(), worker.join()
     assert not np.shares_memory(elsewhere[0], bigger)
+
+
+def test_glibc_is_asked_to_keep_freed_memory_and_elsewhere_nothing_changes(monkeypatch):
+    """On glibc (this project's CI and development machines) the settings take; a C library
+    without mallopt, or one that refuses a setting, leaves everything as it was."""
+    import ctypes
+    import platform
+    from types import SimpleNamespace
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert memory.KEEPS_FREED_MEMORY and memory.keep_freed_memory()
+
+    class Mallopt:  # as ctypes gives it: a callable that takes argtypes and restype
+        def __init__(self, result):
+            self.result, self.calls = result, []
+
+        def __call__(self, parameter, value):
+            self.calls.append((parameter, value))
+            return self.result
+    refusing, accepting = Mallopt(0), Mallopt(1)
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: object())
+    assert not memory.keep_freed_memory()
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: SimpleNamespace(mallopt=refusing))
+    assert not memory.keep_freed_memory()
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: SimpleNamespace(mallopt=accepting))
+    assert memory.keep_freed_memory()
+    assert accepting.calls == [(memory.M_MMAP_THRESHOLD, memory.MIN_BYTES), (memory.M_TRIM_THRESHOLD, 2**31 - 1)]
