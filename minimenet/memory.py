@@ -52,7 +52,7 @@ def keep_freed_memory():
     Returns whether it did; elsewhere (no mallopt, or one that refuses) nothing changes."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # TypeError: Windows has no "this process" library
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return mallopt(M_MMAP_THRESHOLD, MIN_BYTES) == 1 and mallopt(M_TRIM_THRESHOLD, 2**31 - 1) == 1
