@@ -93,9 +93,9 @@ def update_running(running_mean, running_var, mu, var, count, momentum):
 
 def relu_batch_norm_grad(x, d_relu, mu, inv_std, gamma, scale, shift):
     """The gradients (x, gamma, beta) of relu(batch_norm(x)) in training mode, from the
-    gradient ``d_relu`` of its output, which it may overwrite: the ReLU's mask is recomputed from x as
-    x scale + shift > 0 (scale = gamma inv_std, shift = beta - mu scale, as the forward applied
-    them), then the batch norm's backward as in ``batch_norm``."""
+    gradient ``d_relu`` of its output (which it may overwrite): the ReLU's mask is recomputed
+    from x as x scale + shift > 0 (scale = gamma inv_std, shift = beta - mu scale, as the
+    forward applied them), then the batch norm's backward as in ``batch_norm``."""
     xp, c, count = array_module(x), x.shape[1], x.shape[0] * x.shape[2] * x.shape[3]
     # d_x overwrites d_relu where it is contiguous (each group of channels reads its d_relu
     # before it writes its d_x): one full-size array fewer to find memory for.
