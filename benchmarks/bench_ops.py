@@ -11,6 +11,12 @@ Times are the median of ``--repeats`` calls after ``--warmup`` calls, in millise
     python benchmarks/bench_ops.py                 # default shapes (tiny preset + a few paper ones)
     python benchmarks/bench_ops.py --repeats 20 --only deconv
     python benchmarks/bench_ops.py --primitives    # also time conv.py's NumPy primitives one by one
+    python benchmarks/bench_ops.py --paper-layers  # every distinct layer of the paper network, forward, times its count
+
+``--paper-layers`` times the forward alone (inference's work: a transposed convolution's is the
+input-gradient primitive) of each distinct convolution of the authors' paper network at batch 5
+(``bench_kernels.paper_layers``; the 7 x 7 expand counts as a second 7 x 7 squeeze, the
+convolution it is the adjoint of), and weighs it by how many times the network has it.
 """
 import argparse
 import os
@@ -152,6 +158,34 @@ def primitive_fns(shape, x, w, g):
             "weight_grad": lambda: mconv_cpu.conv2d_weight_grad(g, x, w.shape, st, pd)}
 
 
+def paper_layer_shapes():
+    """(count, shape) for each distinct convolution of the paper network, as rows like SHAPES."""
+    from bench_kernels import distinct, paper_layers
+    for name, count, x_shape, w_shape, stride, padding in distinct(paper_layers()):
+        if name.endswith("T"):  # listed as the convolution it runs on: x_shape is its output
+            size = (x_shape[1] + 2 * padding - w_shape[2]) // stride + 1
+            yield count, (f"P {name}", "deconv", 5, w_shape[0], w_shape[1], size, w_shape[2], stride, padding)
+        else:
+            yield count, (f"P {name}", "conv", 5, x_shape[0], w_shape[0], x_shape[1], w_shape[2], stride, padding)
+
+
+def time_paper_layers(torch, warmup, repeats):
+    """Forward of every distinct paper layer, minimenet and (when given) torch, times its count."""
+    print(f"{'layer':30s} {'count':>5s} {'mm fwd':>8s}" + (f" {'pt fwd':>8s} {'x':>6s} {'count x (mm - pt)':>18s}" if torch else ""))
+    total_mm = total_pt = 0.0
+    for count, shape in paper_layer_shapes():
+        x, w, g = make_arrays(shape)
+        mm = time_call(minimenet_fns(shape, x, w, g)[0], warmup, repeats)
+        total_mm += count * mm
+        line = f"{shape[0]:30s} {count:5d} {mm:8.2f}"
+        if torch:
+            pt = time_call(torch_fns(torch, shape, x, w, g)[0], warmup, repeats)
+            total_pt += count * pt
+            line += f" {pt:8.2f} {mm / pt:6.2f} {count * (mm - pt):18.1f}"
+        print(line, flush=True)
+    print(f"{'all layers, ms a batch of 5':30s} {'':5s} {total_mm:8.1f}" + (f" {total_pt:8.1f} {total_mm / total_pt:6.2f}" if torch else ""))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--warmup", type=int, default=3)
@@ -161,6 +195,8 @@ def main(argv=None):
     parser.add_argument("--no-torch", action="store_true", help="do not time PyTorch even if it imports")
     parser.add_argument("--threads", type=int, help="BLAS and torch threads (default: what NumPy's BLAS uses)")
     parser.add_argument("--primitives", action="store_true", help="also time conv.py's primitives one by one")
+    parser.add_argument("--paper-layers", action="store_true",
+                        help="instead: the forward of every distinct paper-network layer, times its count")
     args = parser.parse_args(argv)
 
     if args.threads:
@@ -180,6 +216,8 @@ def main(argv=None):
           f"BLAS {blas} with {threads} threads; "
           + (f"torch {torch.__version__} with {torch.get_num_threads()} threads" if torch else "torch not available")
           + f"; float32, median of {args.repeats} after {args.warmup} warm-up; load average {os.getloadavg()[0]:.1f} at start")
+    if args.paper_layers:
+        return time_paper_layers(torch, args.warmup, args.repeats)
     header = f"{'shape':30s} {'B':>2s} {'mm fwd':>8s} {'mm f+b':>8s}"
     if torch:
         header += f" {'pt fwd':>8s} {'pt f+b':>8s} {'fwd x':>6s} {'f+b x':>6s} {'maxrel':>8s}"
