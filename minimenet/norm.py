@@ -1,5 +1,6 @@
-"""Normalisation ops: batch normalisation and L2 normalisation over channels; the eval batch norm
-as an affine map (and with a ReLU, on arrays) for the inference-time BRC."""
+"""Normalisation ops: batch normalisation and L2 normalisation over channels; for the fused BRC
+and BRD (``fused``), a batch norm as an affine map (and with a ReLU, on arrays), the batch's
+statistics, and the backward of a ReLU after a training batch norm."""
 from . import memory, threads
 from .backend import array_module
 from .tensor import Tensor, check_dtypes, maximum_zero
