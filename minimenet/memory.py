@@ -14,9 +14,10 @@ again: one ``sys.getrefcount`` tells. Memory that a step used is kept for the ne
 of going back to the system; ``release`` gives back what is free now. CuPy keeps a memory pool of
 its own, so for CuPy arrays (and small NumPy arrays) ``empty`` is the array module's ``empty``.
 
-Below ``MIN_BYTES`` glibc serves arrays from its heap, but by default it gives the top of the
-heap back to the system once 128 KB or more is free there, so the next step's arrays fault their
-pages in again too, wherever the step's frees happen to leave the top. ``keep_freed_memory``
+Below ``MIN_BYTES`` glibc serves arrays from its heap, but it gives the top of the heap back to
+the system once more than its trim threshold is free there (128 KB at first, up to 64 MB as it
+adapts), so the next step's arrays fault their pages in again too, wherever the step's frees
+happen to leave the top. ``keep_freed_memory``
 (called on import) asks glibc to keep what is freed and to map afresh only from ``MIN_BYTES``:
 paper step on one thread 5.25 / 5.26 s without, 5.04 / 5.10 s with (alternating processes;
 a graph walk that adds gradients went from 217 to 35 ms a step), the peak unchanged (3,328 MiB).
