@@ -57,7 +57,18 @@ class ConvGeometry:
     def of(cls, x_shape, w_shape, stride, padding, op):
         """The geometry of convolving an input of ``x_shape`` by a weight of ``w_shape``
         (Co, Ci, kh, kw); raises ValueError, its message starting with ``op``, when they do not
-        make a convolution."""
+        make a convolution. A training step asks for the same few dozen geometries hundreds of
+        times, so the valid ones are remembered."""
+        if not (_plain_ints(stride) and _plain_ints(padding)):  # e.g. 1.0, which equals 1 but is refused
+            return cls._validated(x_shape, w_shape, stride, padding, op)
+        key = (tuple(x_shape), tuple(w_shape), stride, padding)
+        geometry = _KNOWN.get(key)
+        if geometry is None:
+            geometry = _KNOWN[key] = cls._validated(x_shape, w_shape, stride, padding, op)
+        return geometry
+
+    @classmethod
+    def _validated(cls, x_shape, w_shape, stride, padding, op):
         batch, in_channels, height, width = (int(s) for s in x_shape)
         out_channels, w_in_channels, kernel_h, kernel_w = (int(s) for s in w_shape)
         (stride_h, stride_w), (pad_h, pad_w) = pair(stride, "stride", op), pair(padding, "padding", op)
@@ -113,3 +124,11 @@ class ConvGeometry:
         """The 13 int arguments every conv kernel takes after its three arrays: the fields, which
         are named and ordered as the kernels' parameters (a test reads the signatures)."""
         return dataclasses.astuple(self)
+
+
+_KNOWN = {}  # (x_shape, w_shape, stride, padding) -> its ConvGeometry, for ConvGeometry.of
+
+
+def _plain_ints(value):
+    """Whether ``value`` is a Python int or a pair of them: only those key ``_KNOWN``."""
+    return type(value) is int or (type(value) is tuple and len(value) == 2 and type(value[0]) is int and type(value[1]) is int)

@@ -7,6 +7,8 @@ pixel (``block_columns``), or with whole-width columns one tap per kernel row, f
 taps of ``conv_cpu._forward_by_shifted_taps`` (``shifted_planes`` is the weight gradient's dy
 for those). The inference BRC's batch norm and ReLU are applied as the input rows are copied.
 """
+import math
+
 from . import memory, threads
 from .backend import array_module
 from .norm import relu_affine
@@ -26,32 +28,55 @@ COLUMNS_BUDGET = 2**22
 
 
 def blocks(geometry, whole_width=False, shares=1):
-    """(first image, images, first output row, rows) of each im2col block, in order: whole
-    images, as many at a time as ``COLUMNS_BUDGET`` holds, or where one image exceeds
-    ``BAND_BUDGET``, bands of output rows of one image (at least one row). ``whole_width``:
-    sized for the columns of ``block_columns(..., whole_width=True)``.
+    """(first image, images, first output row, rows) of each im2col block: whole images, as many
+    at a time as ``COLUMNS_BUDGET`` holds, or where one image exceeds ``BAND_BUDGET``, bands of
+    output rows of one image, as even as the rows allow (the longer ones first).
+    ``whole_width``: sized for the columns of ``block_columns(..., whole_width=True)``.
 
-    Where the batch takes several blocks, a block holds no more than an even share of it among
-    ``shares`` workers: 4 + 1 images kept one of two workers idle for most of a 512-channel
-    14 x 14 layer (two workers 18.4 ms against 22.6 on one; 3 + 2 images 14.0). A batch in one
-    block stays one, its product's rows split among the workers (7 x 7 x 1024: 13.6 ms against
-    15.4 as 3 + 2 images)."""
+    ``shares`` workers take the blocks in turn (``conv_cpu``: the forward hands them out as the
+    workers come free, the weight gradient gives worker k blocks k, k + shares, ...), so where a
+    batch takes several blocks of images, each worker's images are an even share of the batch,
+    and the images left over are cut into bands, the same number for every worker: a 512-channel
+    14 x 14 layer split 3 + 2 images over two workers in 14.8-14.9 ms, 2 + 2 and half an image
+    each in 13.4-13.8 (its weight gradient 14.8-15.2 and 13.4). A batch in one block stays one,
+    its product's rows split among the workers (7 x 7 x 1024: 13.6 ms against 15.4 as 3 + 2
+    images). Bands of even length matter as much: a 56 x 56 x 128 weight gradient went in bands
+    of 47 and 9 rows, and the weight gradient's turns gave one worker all the long ones
+    (23.6 ms against 14.5 in bands of 28)."""
     g = geometry
     if whole_width:
         per_row = g.in_channels * g.kernel_height * (g.in_width + 2 * g.padding[1])
     else:
         per_row = g.in_channels * g.kernel_height * g.kernel_width * g.out_width
-    if per_row * g.out_height <= BAND_BUDGET:
-        images = max(1, min(g.batch, COLUMNS_BUDGET // (per_row * g.out_height)))
-        if images < g.batch:
-            images = min(images, -(-g.batch // shares))
+    if per_row * g.out_height > BAND_BUDGET:
+        bands = -(-g.out_height // max(1, BAND_BUDGET // per_row))
+        for image in range(g.batch):
+            yield from _bands(image, g.out_height, bands)
+        return
+    images = max(1, min(g.batch, COLUMNS_BUDGET // (per_row * g.out_height)))
+    if images == g.batch or shares == 1:
         for first in range(0, g.batch, images):
             yield first, min(images, g.batch - first), 0, g.out_height
-    else:
-        rows = max(1, BAND_BUDGET // per_row)
-        for image in range(g.batch):
-            for row in range(0, g.out_height, rows):
-                yield image, 1, row, min(rows, g.out_height - row)
+        return
+    each, left = divmod(g.batch, shares)
+    images = min(images, max(each, 1))
+    for start in range(0, each, images):  # each worker's next block of its own images
+        for share in range(shares):
+            yield share * each + start, min(images, each - start), 0, g.out_height
+    for image in range(shares * each, g.batch):
+        yield from _bands(image, g.out_height, shares // math.gcd(left, shares))
+
+
+def _bands(image, height, count):
+    """(image, 1, first row, rows) of ``count`` bands of ``height`` rows (at most one a row),
+    as even as they can be, the longer ones first."""
+    count = min(count, height)
+    rows, longer = divmod(height, count)
+    row = 0
+    for band in range(count):
+        length = rows + (band < longer)
+        yield image, 1, row, length
+        row += length
 
 
 def block_columns(x, geometry, row, rows, input_affine=None, whole_width=False):

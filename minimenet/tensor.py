@@ -212,12 +212,10 @@ def as_tensor(value, like):
 def check_dtypes(op, *tensors):
     # One backend too: CuPy refuses NumPy operands with a TypeError that names neither the op nor
     # the fix (e.g. a NumPy batch fed to a model whose parameters are on the GPU).
-    modules = {t.xp.__name__ for t in tensors}
-    if len(modules) > 1:
+    if len({t.xp for t in tensors}) > 1:
         raise TypeError(f"{op}: inputs mix NumPy and CuPy arrays; move them to one device first "
                         "(minimenet.xp.asarray(a) for the selected backend, minimenet.backend.to_numpy(a) for the CPU)")
-    dtypes = {str(t.dtype) for t in tensors}
-    if len(dtypes) > 1:
+    if len({t.dtype for t in tensors}) > 1:
         raise TypeError(f"{op}: inputs have different dtypes {[str(t.dtype) for t in tensors]}; "
                         "convert them to one (float32 or float64) first")
 

@@ -42,13 +42,35 @@ def test_images_go_several_to_a_block_only_under_the_band_budget(monkeypatch):
     monkeypatch.setattr(im2col, "BAND_BUDGET", 648)
     assert [(n, rows) for _, n, _, rows in im2col.blocks(geometry)] == [(3, 6), (2, 6)]
     monkeypatch.setattr(im2col, "BAND_BUDGET", 647)
-    assert [(n, rows) for _, n, _, rows in im2col.blocks(geometry)] == [(1, 5), (1, 1)] * 5
+    assert [(n, rows) for _, n, _, rows in im2col.blocks(geometry)] == [(1, 3), (1, 3)] * 5  # even bands
+    monkeypatch.setattr(im2col, "BAND_BUDGET", 2 * 108 - 1)  # one row under two rows: six bands of one
+    assert [(n, rows) for _, n, _, rows in im2col.blocks(geometry)] == [(1, 1)] * 30
 
 
-@pytest.mark.parametrize("fitting,shares,expected", [(4, 1, [4, 1]), (4, 2, [3, 2]), (4, 3, [2, 2, 1]), (5, 2, [5]), (9, 2, [5])])
+def test_bands_are_as_even_as_the_rows_allow_the_longer_first(monkeypatch):
+    """7 rows at most 3 to a band: 3, 2, 2 (not 3, 3, 1, whose turns among two workers would
+    give one of them all the long bands)."""
+    geometry = ConvGeometry.of((2, 2, 7, 7), (3, 2, 3, 3), 1, 1, "test")  # 18 x 7 = 126 elements a row
+    monkeypatch.setattr(im2col, "BAND_BUDGET", 3 * 126)
+    assert list(im2col.blocks(geometry)) == [(0, 1, 0, 3), (0, 1, 3, 2), (0, 1, 5, 2),
+                                             (1, 1, 0, 3), (1, 1, 3, 2), (1, 1, 5, 2)]
+
+
+@pytest.mark.parametrize("fitting,shares,expected", [
+    (4, 1, [(4, 6), (1, 6)]),
+    (4, 2, [(2, 6), (2, 6), (1, 3), (1, 3)]),           # 2 + 2 images, and the fifth in halves
+    (1, 2, [(1, 6)] * 4 + [(1, 3)] * 2),
+    (4, 3, [(1, 6)] * 3 + [(1, 2)] * 6),                # 1 + 1 + 1, and two images in thirds
+    (5, 2, [(5, 6)]), (9, 2, [(5, 6)])])
 def test_several_blocks_of_images_are_shared_evenly_among_the_workers(fitting, shares, expected, monkeypatch):
-    """A batch of 5 that takes several blocks is cut into blocks of at most an even share per
-    worker; one that fits in one block stays one."""
+    """A batch of 5 that takes several blocks gives each worker an even share of whole images
+    and an even share of the bands that the images left over are cut into, in the turns that the
+    workers take them (worker k: blocks k, k + shares, ...); a batch in one block stays one."""
     geometry = ConvGeometry.of((5, 2, 6, 6), (3, 2, 3, 3), 1, 1, "test")  # 648 elements an image
     monkeypatch.setattr(im2col, "COLUMNS_BUDGET", fitting * 648)
-    assert [n for _, n, _, _ in im2col.blocks(geometry, shares=shares)] == expected
+    blocks = list(im2col.blocks(geometry, shares=shares))
+    assert [(n, rows) for _, n, _, rows in blocks] == expected
+    covered = sorted((first + i, row + r) for first, n, row, rows in blocks for i in range(n) for r in range(rows))
+    assert covered == [(i, r) for i in range(5) for r in range(6)]
+    if len(blocks) > 1:  # (one block is shared by its product's rows instead)
+        assert len({sum(n * rows for _, n, _, rows in blocks[k::shares]) for k in range(shares)}) == 1

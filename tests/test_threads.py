@@ -5,7 +5,8 @@ import threading
 import numpy as np
 import pytest
 
-from minimenet import conv_cpu, threads
+from minimenet import conv_cpu, im2col, threads
+from minimenet.conv_geometry import ConvGeometry
 
 from test_conv_cpu import CASES, case_arrays, forward_loop, input_grad_loop, set_budget, weight_grad_loop
 
@@ -82,6 +83,29 @@ def test_convolutions_on_two_workers_match_the_loops(case, dtype, two_workers, m
     x, w, dy, stride, padding = case_arrays(case, dtype)
     set_budget(monkeypatch, 1)  # one-row bands: many blocks to share out
     tolerance = dict(rtol=1e-10, atol=1e-10) if dtype == "float64" else dict(rtol=2e-5, atol=2e-5)
+    np.testing.assert_allclose(conv_cpu.conv2d_forward(x, w, stride, padding), forward_loop(x, w, stride, padding), **tolerance)
+    for method in ("phases", "col2im"):
+        dx = conv_cpu.conv2d_input_grad(dy, w, x.shape, stride, padding, method=method)
+        np.testing.assert_allclose(dx, input_grad_loop(dy, w, x.shape, stride, padding), **tolerance)
+    dw = conv_cpu.conv2d_weight_grad(x, dy, w.shape, stride, padding)
+    np.testing.assert_allclose(dw, weight_grad_loop(x, dy, w.shape, stride, padding), **tolerance)
+    assert 1 in two_workers.history
+
+
+@pytest.mark.parametrize("images_a_block", [1, 2])
+@pytest.mark.parametrize("case", [c for c in CASES if c[0] % 2 and c[0] > 1], ids=str)
+def test_whole_images_and_the_bands_of_the_one_left_over_on_two_workers_match_the_loops(case, images_a_block, two_workers,
+                                                                                        monkeypatch):
+    """An odd batch in blocks of whole images: each worker takes an even share of the images and
+    a band of the image left over (``im2col.blocks``); every primitive still gives the loops'
+    result."""
+    x, w, dy, stride, padding = case_arrays(case, "float64")
+    geometry = ConvGeometry.of(x.shape, w.shape, stride, padding, "test")
+    per_image = geometry.in_channels * geometry.kernel_height * geometry.kernel_width * geometry.out_width * geometry.out_height
+    monkeypatch.setattr(im2col, "BAND_BUDGET", per_image)
+    monkeypatch.setattr(im2col, "COLUMNS_BUDGET", images_a_block * per_image)
+    assert any(n == 1 and rows < geometry.out_height for _, n, _, rows in im2col.blocks(geometry, shares=2))
+    tolerance = dict(rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(conv_cpu.conv2d_forward(x, w, stride, padding), forward_loop(x, w, stride, padding), **tolerance)
     for method in ("phases", "col2im"):
         dx = conv_cpu.conv2d_input_grad(dy, w, x.shape, stride, padding, method=method)
