@@ -22,27 +22,28 @@ gradient is the output gradient summed over batch and pixels. Shapes are checked
 from . import backend, conv_cpu, cuda, norm, threads
 from .backend import array_module
 from .conv_geometry import ConvGeometry, pair
-from .tensor import Tensor, check_dtypes
+from .tensor import Tensor, check_dtypes, grad_enabled
 
 
-def _forward(x, w, geometry, bias=None, input_affine=None, residual=None):
+def _forward(x, w, geometry, bias=None, input_affine=None, residual=None, kept=None):
     """y = conv(x, w) (+ bias, one value per output channel) (+ residual, of y's shape) on x's
-    backend; with ``input_affine`` = (scale, shift), of relu(x scale + shift) instead of x."""
+    backend; with ``input_affine`` = (scale, shift), of relu(x scale + shift) instead of x.
+    ``kept``: a dict for what the forward leaves to the weight gradient (``_weight_grad``)."""
     if backend.runs_on_cuda_kernels(x):
         y = cuda.conv2d_forward(x if input_affine is None else norm.relu_affine(x, *input_affine), w, geometry.stride, geometry.padding)
         if bias is not None:
             _add_bias_in_place(y, bias)
         return y if residual is None else array_module(y).add(y, residual, out=y)
-    return conv_cpu.conv2d_forward(x, w, geometry.stride, geometry.padding, bias, input_affine, residual)
+    return conv_cpu.conv2d_forward(x, w, geometry.stride, geometry.padding, bias, input_affine, residual, kept)
 
 
-def _weight_grad(x, dy, geometry, input_affine=None):
+def _weight_grad(x, dy, geometry, input_affine=None, kept=None):
     """dw from x and dy on x's backend; with ``input_affine`` = (scale, shift), from
-    relu(x scale + shift) instead of x (the training BRC's, ``fused``)."""
+    relu(x scale + shift) instead of x (the training BRC's, ``fused``); ``kept``: the forward's."""
     if backend.runs_on_cuda_kernels(x):
         return cuda.conv2d_weight_grad(x if input_affine is None else norm.relu_affine(x, *input_affine), dy, geometry.w_shape,
                                        geometry.stride, geometry.padding)
-    return conv_cpu.conv2d_weight_grad(x, dy, geometry.w_shape, geometry.stride, geometry.padding, input_affine)
+    return conv_cpu.conv2d_weight_grad(x, dy, geometry.w_shape, geometry.stride, geometry.padding, input_affine, kept)
 
 
 def _input_grad(dy, w, geometry, input_affine=None, residual=None):
@@ -88,11 +89,13 @@ def conv2d(x, w, b=None, stride=1, padding=0):
     _check("conv2d", x, w, b, "(out_channels, in_channels, kh, kw)")
     geometry = ConvGeometry.of(x.shape, w.shape, stride, padding, "conv2d")
 
+    kept = {}
+
     def backward(g):
         dx = _input_grad(g, w.data, geometry) if x.requires_grad else None
-        dw = _weight_grad(x.data, g, geometry) if w.requires_grad else None
+        dw = _weight_grad(x.data, g, geometry, kept=kept) if w.requires_grad else None
         return dx, dw, _bias_grad(g, b)
-    y = _forward(x.data, w.data, geometry, None if b is None else b.data)
+    y = _forward(x.data, w.data, geometry, None if b is None else b.data, kept=kept if w.requires_grad and grad_enabled() else None)
     return Tensor.from_op(y, (x, w) if b is None else (x, w, b), backward, "conv2d")
 
 

@@ -40,8 +40,15 @@ FORWARD_BY_COL2IM = 2.0
 # 0.16 / 0.22 and 0.16 / 0.66, which copy more.
 SHIFTED_TAPS_MAX_ROWS = 384
 
+# A forward whose whole batch is one block of at most this many column elements (4 MB in
+# float32) makes its columns in memory of their own and leaves them in ``kept`` for its weight
+# gradient, which would otherwise copy them from x again: those copies took 6.9 ms of the tiny
+# preset's 83 ms step (one thread). Larger columns are rebuilt in the backward pass, as the
+# paper preset's would hold gigabytes until then.
+KEEP_COLUMNS = 2**20
 
-def conv2d_forward(x, w, stride, padding, bias=None, input_affine=None, residual=None):
+
+def conv2d_forward(x, w, stride, padding, bias=None, input_affine=None, residual=None, kept=None):
     """y = W columns (+ bias): (Co, Ci*kh*kw) @ (Ci*kh*kw, n*rows*Wo) for each block
     (``im2col.blocks``), the (Co, n) axes of a block of several images swapped into y (a block of one
     image is written straight into its rows of y). The blocks are independent, so they run on
@@ -50,7 +57,8 @@ def conv2d_forward(x, w, stride, padding, bias=None, input_affine=None, residual
     The extras are applied to a block while it is in the cache, not in passes of their own:
     the bias (Co,) and a ``residual`` of y's shape are added to each block's product, and
     ``input_affine`` = (scale, shift), each (Ci,), is applied to the input rows it reads, so
-    that the convolution is of relu(x scale + shift) (see ``fused.batch_norm_relu_conv2d``)."""
+    that the convolution is of relu(x scale + shift) (see ``fused.batch_norm_relu_conv2d``).
+    ``kept``: a dict in which to leave small columns for ``conv2d_weight_grad`` (``KEEP_COLUMNS``)."""
     xp = array_module(x)
     g = ConvGeometry.of(x.shape, w.shape, stride, padding, "conv2d_forward")
     (kh, kw), (ph, pw) = w.shape[2:], g.padding
@@ -63,14 +71,18 @@ def conv2d_forward(x, w, stride, padding, bias=None, input_affine=None, residual
         return _input_grad_by_col2im(x, w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), g.y_shape, (1, 1), (kh - 1 - ph, kw - 1 - pw),
                                      bias, residual)
     if _by_shifted_taps(g):
-        return _forward_by_shifted_taps(x, w, g, bias, input_affine, residual)
+        return _forward_by_shifted_taps(x, w, g, bias, input_affine, residual, kept)
     y = memory.empty(g.y_shape, x.dtype, like=x)
     bias_column = None if bias is None else bias.reshape(-1, 1)
     weight_rows = w.reshape(g.out_channels, -1)
+    blocks = list(im2col.blocks(g, shares=_shares(xp, g)))
+    keep = _keeps(kept, blocks, g, whole_width=False)
 
     def convolve(block):
         first, n, row, rows = block
-        columns = im2col.block_columns(x[first:first + n], g, row, rows, input_affine)
+        columns = im2col.block_columns(x[first:first + n], g, row, rows, input_affine, fresh=keep)
+        if keep:
+            kept.update(block=block, columns=columns)
         if n == 1:  # the product is these rows of y[first], already laid out: written in place
             out = y[first].reshape(g.out_channels, -1)[:, row * g.out_width:(row + rows) * g.out_width]
             _matmul(xp, weight_rows, columns, out)
@@ -85,8 +97,21 @@ def conv2d_forward(x, w, stride, padding, bias=None, input_affine=None, residual
             y[first:first + n] = product.reshape(g.out_channels, n, g.out_height, g.out_width).transpose(1, 0, 2, 3)
             if residual is not None:
                 y[first:first + n] += residual[first:first + n]
-    _each(xp, convolve, list(im2col.blocks(g, shares=_shares(xp, g))), g)
+    _each(xp, convolve, blocks, g)
     return y
+
+
+def _keeps(kept, blocks, geometry, whole_width):
+    """Whether a forward leaves its columns in ``kept``: there is a ``kept``, the batch is one
+    block and its columns are no more than ``KEEP_COLUMNS`` elements."""
+    return (kept is not None and len(blocks) == 1
+            and im2col.columns_per_row(geometry, whole_width) * geometry.out_height * geometry.batch <= KEEP_COLUMNS)
+
+
+def _kept_columns(kept, block):
+    """The columns that the forward left in ``kept`` for this block (taken out, so that they
+    are freed with the weight gradient), or None."""
+    return kept.pop("columns") if kept and kept.get("block") == block else None
 
 
 def _by_shifted_taps(g):
@@ -101,7 +126,7 @@ def _by_shifted_taps(g):
     return by_shifted_taps < g.in_channels * g.kernel_height * g.kernel_width * g.out_width
 
 
-def _forward_by_shifted_taps(x, w, geometry, bias, input_affine, residual):
+def _forward_by_shifted_taps(x, w, geometry, bias, input_affine, residual, kept=None):
     """The stride-1 forward as kw products in one (``SHIFTED_TAPS_MAX_ROWS``): for each block,
     Z = W' columns with W' (kw*Co, Ci*kh) the weight's rows (v, o) and ``im2col.block_columns``'
     whole-width columns, then y[b, o, r, c] = sum_v Z[v, o, b, r, c + v] (+ bias, + residual),
@@ -110,10 +135,14 @@ def _forward_by_shifted_taps(x, w, geometry, bias, input_affine, residual):
     co, kw, wo = g.out_channels, g.kernel_width, g.out_width
     weight_rows = w.transpose(3, 0, 1, 2).reshape(kw * co, -1)
     y = memory.empty(g.y_shape, x.dtype, like=x)
+    blocks = list(im2col.blocks(g, whole_width=True, shares=_shares(xp, g)))
+    keep = _keeps(kept, blocks, g, whole_width=True)
 
     def convolve(block):
         first, n, row, rows = block
-        columns = im2col.block_columns(x[first:first + n], g, row, rows, input_affine, whole_width=True)
+        columns = im2col.block_columns(x[first:first + n], g, row, rows, input_affine, whole_width=True, fresh=keep)
+        if keep:
+            kept.update(block=block, columns=columns)
         product = memory.scratch("product", (kw * co, columns.shape[1]), x.dtype, like=x)
         planes = _matmul(xp, weight_rows, columns, product).reshape(kw, co, n, rows, -1)
         out = y[first:first + n, :, row:row + rows].transpose(1, 0, 2, 3)  # (Co, n, rows, Wo), as the planes
@@ -124,7 +153,7 @@ def _forward_by_shifted_taps(x, w, geometry, bias, input_affine, residual):
             out += bias.reshape(-1, 1, 1, 1)
         if residual is not None:
             out += residual[first:first + n, :, row:row + rows].transpose(1, 0, 2, 3)
-    _each(xp, convolve, list(im2col.blocks(g, whole_width=True, shares=_shares(xp, g))), g)
+    _each(xp, convolve, blocks, g)
     return y
 
 
@@ -295,7 +324,7 @@ def _input_grad_by_phases(dy, w, x_shape, stride, padding, input_affine=None, re
     return dx
 
 
-def conv2d_weight_grad(x, dy, w_shape, stride, padding, input_affine=None):
+def conv2d_weight_grad(x, dy, w_shape, stride, padding, input_affine=None, kept=None):
     """dw = sum over blocks (``im2col.blocks``) of dy_rows columns^T: (Co, n*rows*Wo) @ (n*rows*Wo,
     Ci*kh*kw), where dy_rows is the block's dy (its (n, Co) axes swapped when n > 1); summing over
     batch and pixels. Where the forward takes a kernel row's taps as rows of its product
@@ -304,7 +333,8 @@ def conv2d_weight_grad(x, dy, w_shape, stride, padding, input_affine=None):
     (v, o) is dw[o, :, :, v]. With several worker threads (``minimenet.threads``), worker k
     sums blocks k, k + workers, ... and the partial sums are added in order, so a given number of
     workers always gives the same bits. With ``input_affine`` = (scale, shift), of
-    relu(x scale + shift) instead of x, applied as the columns are copied (the training BRC)."""
+    relu(x scale + shift) instead of x, applied as the columns are copied (the training BRC).
+    ``kept``: the forward's (``conv2d_forward``), whose columns, if it left them, are used as they are."""
     xp = array_module(x)
     g = ConvGeometry.of(x.shape, w_shape, stride, padding, "conv2d_weight_grad")
     g.check_output(dy.shape, "conv2d_weight_grad")
@@ -315,7 +345,9 @@ def conv2d_weight_grad(x, dy, w_shape, stride, padding, input_affine=None):
     def partial_sum(share):
         total = None
         for first, n, row, rows in blocks[share::shares]:
-            columns = im2col.block_columns(x[first:first + n], g, row, rows, input_affine, shifted)
+            columns = _kept_columns(kept, (first, n, row, rows))
+            if columns is None:
+                columns = im2col.block_columns(x[first:first + n], g, row, rows, input_affine, shifted)
             if shifted:
                 dy_rows = im2col.shifted_planes(dy[first:first + n, :, row:row + rows], g)
             elif n == 1:

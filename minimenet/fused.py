@@ -55,10 +55,11 @@ def batch_norm_relu_conv2d_training(x, gamma, beta, running_mean, running_var, w
     op = "batch_norm_relu_conv2d_training"
     conv._check(op, x, w, b, "(out_channels, in_channels, kh, kw)")
     geometry = ConvGeometry.of(x.shape, w.shape, stride, padding, op)
+    kept = {} if w.requires_grad and grad_enabled() else None  # what the forward leaves to the weight gradient
     return _training(op, x, gamma, beta, running_mean, running_var, momentum, eps, w, b, residual, geometry.y_shape,
-                     lambda affine, r: conv._forward(x.data, w.data, geometry, None if b is None else b.data, affine, r),
+                     lambda affine, r: conv._forward(x.data, w.data, geometry, None if b is None else b.data, affine, r, kept),
                      lambda g: conv._input_grad(g, w.data, geometry),
-                     lambda g, affine: conv._weight_grad(x.data, g, geometry, affine))
+                     lambda g, affine: conv._weight_grad(x.data, g, geometry, affine, kept))
 
 
 def batch_norm_relu_conv_transpose2d_training(x, gamma, beta, running_mean, running_var, w, stride=1, padding=0,

@@ -43,11 +43,7 @@ def blocks(geometry, whole_width=False, shares=1):
     images). Bands of even length matter as much: a 56 x 56 x 128 weight gradient went in bands
     of 47 and 9 rows, and the weight gradient's turns gave one worker all the long ones
     (23.6 ms against 14.5 in bands of 28)."""
-    g = geometry
-    if whole_width:
-        per_row = g.in_channels * g.kernel_height * (g.in_width + 2 * g.padding[1])
-    else:
-        per_row = g.in_channels * g.kernel_height * g.kernel_width * g.out_width
+    g, per_row = geometry, columns_per_row(geometry, whole_width)
     if per_row * g.out_height > BAND_BUDGET:
         bands = -(-g.out_height // max(1, BAND_BUDGET // per_row))
         for image in range(g.batch):
@@ -67,6 +63,14 @@ def blocks(geometry, whole_width=False, shares=1):
         yield from _bands(image, g.out_height, shares // math.gcd(left, shares))
 
 
+def columns_per_row(geometry, whole_width=False):
+    """Elements of ``block_columns`` per output row of one image."""
+    g = geometry
+    if whole_width:
+        return g.in_channels * g.kernel_height * (g.in_width + 2 * g.padding[1])
+    return g.in_channels * g.kernel_height * g.kernel_width * g.out_width
+
+
 def _bands(image, height, count):
     """(image, 1, first row, rows) of ``count`` bands of ``height`` rows (at most one a row),
     as even as they can be, the longer ones first."""
@@ -79,7 +83,7 @@ def _bands(image, height, count):
         row += length
 
 
-def block_columns(x, geometry, row, rows, input_affine=None, whole_width=False):
+def block_columns(x, geometry, row, rows, input_affine=None, whole_width=False, fresh=False):
     """im2col of output rows [row, row + rows) of the images x (n, Ci, H, W), as a
     (Ci*kh*kw, n*rows*Wo) view of a reused buffer: row (i, u, v), column (b, r, c) holds
     x[b, i, (row + r)*sh - ph + u, c*sw - pw + v] (zero outside), copied from a strided view of
@@ -88,14 +92,16 @@ def block_columns(x, geometry, row, rows, input_affine=None, whole_width=False):
     relu(x scale + shift) instead, computed as they are copied. ``whole_width`` (for stride 1
     across): one tap per kernel row, v = 0, and every column c of the padded width W + 2 pw, a
     (Ci*kh, n*rows*(W + 2pw)) matrix. Outside the worker threads (a block of the whole batch),
-    the copies are shared out over them by channels."""
+    the copies are shared out over them by channels. ``fresh``: the columns in memory of their
+    own (that the caller may keep), not in the reused buffer."""
     xp, g = array_module(x), geometry
     n, (ph, pw) = x.shape[0], g.padding
     if (g.kernel_height, g.kernel_width, ph, pw) == (1, 1, 0, 0):
         # Only the pixels the strides land on, and no padding: 4 times fewer copied (and
         # normalised) at stride 2. The shortcuts' 32 -> 64 at 224 x 224 with the BRC's batch
         # norm and ReLU, batch 5: 10.0-10.5 -> 5.3-6.2 ms on one thread, 8.8-9.8 -> 3.7-3.8 on two.
-        columns = memory.scratch("columns", (x.shape[1], n, rows, g.out_width), x.dtype, like=x)
+        shape = (x.shape[1], n, rows, g.out_width)
+        columns = memory.empty(shape, x.dtype, like=x) if fresh else memory.scratch("columns", shape, x.dtype, like=x)
         copy_rows(x[:, :, row * g.stride_h:(row + rows - 1) * g.stride_h + 1:g.stride_h, ::g.stride_w],
                   columns.transpose(1, 0, 2, 3), input_affine)
         return columns.reshape(x.shape[1], -1)
@@ -115,7 +121,7 @@ def block_columns(x, geometry, row, rows, input_affine=None, whole_width=False):
     taps_w, width = (1, padded.shape[3]) if whole_width else (g.kernel_width, g.out_width)
     windows = xp.lib.stride_tricks.as_strided(
         padded, (x.shape[1], g.kernel_height, taps_w, n, rows, width), (s1, s2, s3, s0, s2 * g.stride_h, s3 * g.stride_w))
-    columns = memory.scratch("columns", windows.shape, x.dtype, like=x)
+    columns = memory.empty(windows.shape, x.dtype, like=x) if fresh else memory.scratch("columns", windows.shape, x.dtype, like=x)
 
     def gather(channels):
         columns[channels] = windows[channels]

@@ -32,7 +32,35 @@ class SGD:
         if len(self.multipliers) != len(self.parameters):
             raise ValueError(f"SGD: got {len(self.multipliers)} multiplier pairs for {len(self.parameters)} parameters; give one per parameter")
         self.lr, self.momentum, self.weight_decay, self.clip_norm = lr, momentum, weight_decay, clip_norm
-        self.velocities = [p.xp.zeros(p.shape, dtype=p.dtype) for p in self.parameters]
+        self.velocities = [None] * len(self.parameters)
+        self.groups = self._group_small_parameters()
+        for i, p in enumerate(self.parameters):
+            if self.velocities[i] is None:
+                self.velocities[i] = p.xp.zeros(p.shape, dtype=p.dtype)
+
+    def _group_small_parameters(self):
+        """The parameters under ``UPDATE_CHUNK`` elements, grouped by backend, dtype and
+        multipliers, each group's velocities views of one array: a group is updated in one pass
+        over its gradients, concatenated, not parameter by parameter (the tiny preset's 277
+        parameters took 4 ms of its 80 ms step, a few NumPy calls each). Returns (indices,
+        flat velocity) per group of two or more."""
+        members = {}
+        for i, (p, multipliers) in enumerate(zip(self.parameters, self.multipliers)):
+            if p.data.size < UPDATE_CHUNK:
+                members.setdefault((p.xp.__name__, str(p.dtype), tuple(multipliers)), []).append(i)
+        groups = []
+        for indices in members.values():
+            if len(indices) < 2:
+                continue
+            first = self.parameters[indices[0]]
+            flat = first.xp.zeros(sum(self.parameters[i].data.size for i in indices), dtype=first.dtype)
+            start = 0
+            for i in indices:
+                size = self.parameters[i].data.size
+                self.velocities[i] = flat[start:start + size].reshape(self.parameters[i].shape)
+                start += size
+            groups.append((indices, flat))
+        return groups
 
     def zero_grad(self):
         for p in self.parameters:
@@ -70,15 +98,44 @@ class SGD:
                 velocity += xp.multiply(value, lr * self.weight_decay * decay_mult, out=term)
             value -= velocity
             return squares
-        updated = [(p, v, multipliers) for p, v, multipliers in zip(self.parameters, self.velocities, self.multipliers)
-                   if p.grad is not None]
+        grouped = set()
+        squares = []
+        for indices, velocity in self.groups:
+            if all(self.parameters[i].grad is not None for i in indices):
+                squares.append(self._update_group(indices, velocity, scale, norm is None))
+                grouped.update(indices)
+        updated = [(p, v, multipliers) for i, (p, v, multipliers) in enumerate(zip(self.parameters, self.velocities, self.multipliers))
+                   if p.grad is not None and i not in grouped]
         for p, _, _ in updated:
             if not p.data.flags.c_contiguous:  # its chunks below must be views, not copies
                 p.data = p.xp.ascontiguousarray(p.data)
-        squares = self._each(update, [(p, v, multipliers, part) for p, v, multipliers in updated for part in self._chunks(p)])
+        squares += self._each(update, [(p, v, multipliers, part) for p, v, multipliers in updated for part in self._chunks(p)])
         for p, _, _ in updated:
             p.data = p.data  # written in place above: this counts the change (Tensor.version)
         return norm if norm is not None else float(sum(squares)) ** 0.5
+
+    def _update_group(self, indices, velocity, scale, with_squares):
+        """The update of a group of small parameters (``_group_small_parameters``) on their
+        concatenated gradients; returns the sum of their squared gradients (when
+        ``with_squares``, else 0)."""
+        parameters = [self.parameters[i] for i in indices]
+        xp, (lr_mult, decay_mult) = backend.array_module(velocity), self.multipliers[indices[0]]
+        lr = self.lr * lr_mult
+        grad = xp.concatenate([p.grad.reshape(-1) for p in parameters],
+                              out=memory.scratch("sgd", velocity.shape, velocity.dtype, like=velocity))
+        squares = xp.square(grad, out=memory.scratch("sgd squares", grad.shape, grad.dtype, like=grad)).sum(dtype="float64") \
+            if with_squares else 0.0
+        velocity *= self.momentum
+        grad *= lr * scale
+        velocity += grad
+        if self.weight_decay * decay_mult:
+            values = xp.concatenate([p.data.reshape(-1) for p in parameters], out=grad)
+            values *= lr * self.weight_decay * decay_mult
+            velocity += values
+        for i, p in zip(indices, parameters):
+            xp.subtract(p.data, self.velocities[i], out=p.data)
+            p.data = p.data  # written in place: this counts the change (Tensor.version)
+        return squares
 
     def _chunks(self, p):
         """Slices of p's flattened elements, one per chunk (the whole parameter on the GPU)."""

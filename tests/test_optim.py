@@ -141,3 +141,50 @@ def test_sgd_step_returns_the_gradient_norm_before_the_update(monkeypatch, rng, 
     for p, g, old in zip(params, grads, before):
         np.testing.assert_allclose(to_numpy(p.data), old - 0.5 * (g + 0.1 * old), rtol=1e-12)
     np.testing.assert_array_equal(to_numpy(params[2].data), before[2])
+
+
+@pytest.mark.parametrize("clip_norm", [None, 1.0], ids=["no clipping", "clipping"])
+def test_small_parameters_updated_as_groups_match_one_by_one(monkeypatch, rng, clip_norm):
+    """Parameters under UPDATE_CHUNK go by groups of one (lr, decay) multiplier pair, updated on
+    their concatenated gradients: the same values, norms, versions and momentum state as one
+    parameter at a time; a group with a parameter that got no gradient falls back to that."""
+    from minimenet import optim
+    shapes = [(3, 2), (4,), (2, 2, 1, 3), (5,), (1,)]
+    multipliers = [(1.0, 1.0), (2.0, 0.0), (1.0, 1.0), (2.0, 0.0), (1.0, 1.0)]
+    values = [rng.standard_normal(shape) for shape in shapes]
+    grads = [[rng.standard_normal(shape) for shape in shapes] for _ in range(3)]
+    grads[2][4] = None  # no gradient: the (1, 1) group goes one by one in the last step
+
+    def three_steps(chunk):
+        monkeypatch.setattr(optim, "UPDATE_CHUNK", chunk)
+        params = [Tensor(minimenet.xp.asarray(v.copy()), requires_grad=True) for v in values]
+        opt = SGD(params, lr=0.1, momentum=0.9, weight_decay=0.01, clip_norm=clip_norm, multipliers=multipliers)
+        norms = []
+        for step in grads:
+            for p, g in zip(params, step):
+                p.grad = None if g is None else minimenet.xp.asarray(g)
+            norms.append(opt.step())
+        return opt, [to_numpy(p.data) for p in params], norms, [p.version for p in params]
+    grouped, grouped_values, grouped_norms, grouped_versions = three_steps(10**6)
+    single, single_values, single_norms, single_versions = three_steps(1)
+    assert [sorted(indices) for indices, _ in grouped.groups] == [[0, 2, 4], [1, 3]] and single.groups == []
+    for a, b in zip(grouped_values, single_values):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    np.testing.assert_allclose(grouped_norms, single_norms, rtol=1e-12)
+    assert grouped_versions == single_versions and min(grouped_versions) >= 2
+    for a, b in zip(grouped.velocities, single.velocities):
+        np.testing.assert_allclose(to_numpy(a), to_numpy(b), rtol=1e-12)
+
+
+def test_a_loaded_momentum_state_reaches_the_grouped_update(rng):
+    """load_state_dict writes into the group's velocities, so the next step starts from them."""
+    params = [Tensor(minimenet.xp.asarray(rng.standard_normal(3)), requires_grad=True) for _ in range(2)]
+    opt = SGD(params, lr=1.0, momentum=0.5)
+    assert len(opt.groups) == 1
+    opt.load_state_dict({"velocity.0": np.full(3, 2.0), "velocity.1": np.full(3, -4.0)})
+    before = [to_numpy(p.data).copy() for p in params]
+    for p in params:
+        p.grad = minimenet.xp.zeros(3)
+    opt.step()
+    np.testing.assert_allclose(to_numpy(params[0].data), before[0] - 1.0)
+    np.testing.assert_allclose(to_numpy(params[1].data), before[1] + 2.0)
