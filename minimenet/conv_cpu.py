@@ -3,9 +3,10 @@
 The forward and the weight gradient are im2col + matrix products (BLAS does the work), a block
 of images or of rows at a time in reused buffers (``im2col.blocks``), the blocks spread over the
 worker threads (``minimenet.threads``); the weight gradient rebuilds the columns it needs from
-x. The input gradient is either col2im or, per sub-pixel phase, a stride-1 forward of dy by the
-taps that reach that phase, whichever moves less data (at stride 1, one forward); by the same
-adjointness a stride-1 forward with few outputs from many inputs is the col2im of the adjoint.
+x, or takes the forward's where they are small (``KEEP_COLUMNS``). The input gradient is either
+col2im or, per sub-pixel phase, a stride-1 forward of dy by the taps that reach that phase,
+whichever moves less data (at stride 1, one forward); by the same adjointness a stride-1
+forward with few outputs from many inputs is the col2im of the adjoint.
 A stride-1 forward and weight gradient with few output channels take a kernel row's taps as
 rows of their products (``_forward_by_shifted_taps``). Outputs come from reused memory
 (``minimenet.memory``).

@@ -207,6 +207,18 @@ def test_conv2d_bad_stride_or_padding(kwargs, message):
         conv2d(t(1, 3, 5, 5), t(4, 3, 3, 3), **kwargs)
 
 
+@pytest.mark.parametrize("stride", [1.0, (1.0, 1)], ids=["float", "float_in_pair"])
+def test_a_remembered_geometry_does_not_let_a_refused_stride_through(stride):
+    """ConvGeometry.of remembers valid geometries, but a stride that equals a remembered one
+    without being an int (1.0 == 1) is still refused."""
+    from minimenet.conv_geometry import ConvGeometry
+    first = ConvGeometry.of((1, 3, 5, 5), (4, 3, 3, 3), 1, 1, "conv2d")
+    assert ConvGeometry.of((1, 3, 5, 5), (4, 3, 3, 3), 1, 1, "conv2d") is first
+    assert ConvGeometry.of((1, 3, 5, 5), (4, 3, 3, 3), (1, 1), [1, 1], "conv2d") == first
+    with pytest.raises(ValueError, match="conv2d: stride must be a non-negative int or a pair of them"):
+        conv2d(t(1, 3, 5, 5), t(4, 3, 3, 3), stride=stride, padding=1)
+
+
 def test_conv_transpose2d_channel_mismatch():
     with pytest.raises(ValueError, match=r"conv_transpose2d: input has 3 channels but the weight \(in_channels, out_channels, kh, kw\) "
                                          r"of shape \(4, 2, 3, 3\) expects 4"):
