@@ -141,26 +141,29 @@ def test_primitives_match_the_loops_in_every_chunking(case, dtype, shifted_taps,
 
 
 @pytest.mark.parametrize("shifted_taps", [False, True], ids=["im2col", "shifted_taps"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("case", CASES, ids=str)
-def test_the_weight_gradient_from_the_forwards_kept_columns_matches_the_loops(case, shifted_taps, monkeypatch):
+def test_the_weight_gradient_from_the_forwards_kept_columns_matches_the_loops(case, dtype, shifted_taps, monkeypatch):
     """A forward of one small block leaves its columns (of relu(x scale + shift) too) for the
     weight gradient, which takes them instead of copying x again; a larger one leaves none."""
     force_shifted_taps(monkeypatch, shifted_taps)
-    x, w, dy, stride, padding = case_arrays(case, "float64")
-    scale, shift = np.linspace(0.5, 2, x.shape[1]), np.linspace(-0.3, 0.2, x.shape[1])
+    x, w, dy, stride, padding = case_arrays(case, dtype)
+    scale, shift = np.linspace(0.5, 2, x.shape[1]).astype(dtype), np.linspace(-0.3, 0.2, x.shape[1]).astype(dtype)
     relu_x = np.maximum(x * scale.reshape(-1, 1, 1) + shift.reshape(-1, 1, 1), 0)
     expected_dw = weight_grad_loop(relu_x, dy, w.shape, stride, padding)
+    tolerance = CHUNKED_TOLERANCE[dtype]
     original, copies = im2col.block_columns, []
     monkeypatch.setattr(im2col, "block_columns", lambda *args, **kwargs: copies.append(kwargs.get("fresh", False)) or original(*args, **kwargs))
     for keep_columns in (10**9, 0):
         monkeypatch.setattr(conv_cpu, "KEEP_COLUMNS", keep_columns)
         kept = {}
         y = conv_cpu.conv2d_forward(x, w, stride, padding, None, (scale, shift), None, kept)
-        np.testing.assert_allclose(y, forward_loop(relu_x, w, stride, padding), rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(y, forward_loop(relu_x, w, stride, padding), **tolerance)
         forward_copies = copies[:]
         copies.clear()
         dw = conv_cpu.conv2d_weight_grad(x, dy, w.shape, stride, padding, (scale, shift), kept)
-        np.testing.assert_allclose(dw, expected_dw, rtol=1e-10, atol=1e-10)
+        assert dw.dtype == dtype
+        np.testing.assert_allclose(dw, expected_dw, **tolerance)
         assert "columns" not in kept  # freed with the weight gradient
         if not forward_copies:  # the forward went by the adjoint's col2im, which makes no columns
             assert copies == [False]
