@@ -80,16 +80,19 @@ def test_no_workers_without_a_blas_whose_threads_can_be_set():
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_convolutions_on_two_workers_match_the_loops(case, dtype, two_workers, monkeypatch):
-    x, w, dy, stride, padding = case_arrays(case, dtype)
     set_budget(monkeypatch, 1)  # one-row bands: many blocks to share out
-    tolerance = dict(rtol=1e-10, atol=1e-10) if dtype == "float64" else dict(rtol=2e-5, atol=2e-5)
+    check_the_primitives_against_the_loops(*case_arrays(case, dtype))
+    assert 1 in two_workers.history
+
+
+def check_the_primitives_against_the_loops(x, w, dy, stride, padding):
+    tolerance = dict(rtol=1e-10, atol=1e-10) if x.dtype == "float64" else dict(rtol=2e-5, atol=2e-5)
     np.testing.assert_allclose(conv_cpu.conv2d_forward(x, w, stride, padding), forward_loop(x, w, stride, padding), **tolerance)
     for method in ("phases", "col2im"):
         dx = conv_cpu.conv2d_input_grad(dy, w, x.shape, stride, padding, method=method)
         np.testing.assert_allclose(dx, input_grad_loop(dy, w, x.shape, stride, padding), **tolerance)
     dw = conv_cpu.conv2d_weight_grad(x, dy, w.shape, stride, padding)
     np.testing.assert_allclose(dw, weight_grad_loop(x, dy, w.shape, stride, padding), **tolerance)
-    assert 1 in two_workers.history
 
 
 @pytest.mark.parametrize("images_a_block", [1, 2])
@@ -106,13 +109,7 @@ def test_whole_images_and_the_bands_of_the_one_left_over_on_two_workers_match_th
     monkeypatch.setattr(im2col, "BAND_BUDGET", per_image)
     monkeypatch.setattr(im2col, "COLUMNS_BUDGET", images_a_block * per_image)
     assert any(n == 1 and rows < geometry.out_height for _, n, _, rows in im2col.blocks(geometry, shares=2))
-    tolerance = dict(rtol=1e-10, atol=1e-10) if dtype == "float64" else dict(rtol=2e-5, atol=2e-5)
-    np.testing.assert_allclose(conv_cpu.conv2d_forward(x, w, stride, padding), forward_loop(x, w, stride, padding), **tolerance)
-    for method in ("phases", "col2im"):
-        dx = conv_cpu.conv2d_input_grad(dy, w, x.shape, stride, padding, method=method)
-        np.testing.assert_allclose(dx, input_grad_loop(dy, w, x.shape, stride, padding), **tolerance)
-    dw = conv_cpu.conv2d_weight_grad(x, dy, w.shape, stride, padding)
-    np.testing.assert_allclose(dw, weight_grad_loop(x, dy, w.shape, stride, padding), **tolerance)
+    check_the_primitives_against_the_loops(x, w, dy, stride, padding)
     assert 1 in two_workers.history
 
 
