@@ -9,7 +9,9 @@ BLAS (NumPy releases the GIL in both the copies and the products), the same forw
 and 11 ms against 22 ms on a 28 x 28 x 256 layer (README, Benchmarks).
 
 So ``parallel`` runs a list of independent tasks on ``workers()`` threads, with OpenBLAS set to
-one thread for the while, and ``matmul`` splits a single product's rows over them the same way.
+one thread for the while, and ``matmul`` splits a single product's rows over them the same way
+(and, on OpenBLAS's SkylakeX kernels, cuts a product of few rows or few outputs into the pieces
+that its small-matrix kernels take faster: ``SMALL_KERNELS``).
 Every product of a convolution goes through one of the two, so OpenBLAS's own threads stay
 idle: after a multi-threaded product they spin for a while, and on two cores that spinning took
 a core from the next layer's workers (the 3x3 convolutions ran 1.6-1.9 times slower inside the
@@ -38,7 +40,8 @@ _pools = {}  # worker count -> its thread pool
 
 
 def _find_openblas():
-    """(get_num_threads, set_num_threads) of the OpenBLAS that NumPy loaded, or None."""
+    """(get_num_threads, set_num_threads, the name of the kernels it runs) of the OpenBLAS that
+    NumPy loaded, or None."""
     try:  # NumPy, imported above, has loaded OpenBLAS: it is in the process's memory map
         with open("/proc/self/maps") as maps:
             paths = {line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line}
@@ -56,11 +59,27 @@ def _find_openblas():
                 set_ = getattr(library, f"{prefix}openblas_set_num_threads{suffix}", None)
                 if get is not None and set_ is not None:
                     get.restype, set_.argtypes = ctypes.c_int, [ctypes.c_int]
-                    return get, set_
+                    core = getattr(library, f"{prefix}openblas_get_corename{suffix}", None)
+                    if core is not None:
+                        core.restype = ctypes.c_char_p
+                    return get, set_, (core() or b"").decode("ascii", "replace") if core is not None else ""
     return None
 
 
-_openblas = _find_openblas()
+_found = _find_openblas()
+_openblas = _found[:2] if _found is not None else None
+
+# OpenBLAS's SkylakeX kernels (also run under the names Cooperlake and SapphireRapids) multiply a
+# float32 product of at most 100^3 multiply-adds by small-matrix kernels, which do not pack their
+# operands. Where a product has few rows or few outputs, those took it 1.3-4.5 times faster than
+# the packed kernels do the whole, one thread: (12, 12) @ (12, 33792) 170 -> 107 us in pieces,
+# (4, 36) @ (36, 32768) 305 -> 97, (12, 33792) @ (33792, 12) 191 -> 84, (24, 8976) @ (8976, 48)
+# 184 -> 141; but (48, 39) @ (39, 50176) 1585 -> 2008 and (96, 96) @ (96, 6780) level, and on
+# the Haswell kernels, which have no such path, pieces were 3-6 % slower. The tiny preset's
+# 64 x 64 convolutions are such products (its step 78.8-79.6 -> 74.0-75.3 ms on one thread).
+SMALL_KERNELS = _found is not None and _found[2].lower() in ("skylakex", "cooperlake", "sapphirerapids")
+SMALL_PRODUCT = 100**3  # multiply-adds: the most OpenBLAS gives its small-matrix kernels
+FEW_ROWS, FEW_OUTPUTS, MIN_PIECE = 16, 1152, 256
 
 
 def workers():
@@ -102,19 +121,41 @@ def matmul(a, b, out):
     threads leaves them spinning into the next region (paper step on two threads 3.67-3.81 s,
     3.38-3.54 with OpenBLAS held at one thread throughout)."""
     if getattr(_inside_worker, "active", False) or workers() == 1:
-        return numpy.matmul(a, b, out=out)
+        return _product(a, b, out)
     if a.size * b.shape[1] < MIN_SPLIT_MULTIPLY_ADDS:
         with _openblas_at_one_thread():
-            return numpy.matmul(a, b, out=out)
+            return _product(a, b, out)
     by_rows = a.shape[0] >= b.shape[1]
     length = a.shape[0] if by_rows else b.shape[1]
     step = -(-length // workers())
     parts = [slice(start, start + step) for start in range(0, length, step)]
     if by_rows:
-        parallel(lambda part: numpy.matmul(a[part], b, out=out[part]), parts)
+        parallel(lambda part: _product(a[part], b, out[part]), parts)
     else:
-        parallel(lambda part: numpy.matmul(a, b[:, part], out=out[:, part]), parts)
+        parallel(lambda part: _product(a, b[:, part], out[:, part]), parts)
     return out
+
+
+def _product(a, b, out):
+    """out = a @ b on the calling thread; on OpenBLAS's small-matrix kernels (``SMALL_KERNELS``),
+    a float32 product of at most ``FEW_ROWS`` rows in pieces of b's columns, or of at most
+    ``FEW_OUTPUTS`` outputs in pieces of the inner dimension summed, each piece within
+    ``SMALL_PRODUCT`` multiply-adds and at least ``MIN_PIECE`` long."""
+    (rows, inner), columns = a.shape, b.shape[1]
+    if SMALL_KERNELS and out.dtype == numpy.float32 and rows * inner * columns > SMALL_PRODUCT:
+        if rows <= FEW_ROWS and rows * inner * MIN_PIECE <= SMALL_PRODUCT:
+            step = SMALL_PRODUCT // (rows * inner)
+            for start in range(0, columns, step):
+                numpy.matmul(a, b[:, start:start + step], out=out[:, start:start + step])
+            return out
+        if rows * columns <= FEW_OUTPUTS and rows * columns * MIN_PIECE <= SMALL_PRODUCT:
+            step = SMALL_PRODUCT // (rows * columns)
+            numpy.matmul(a[:, :step], b[:step], out=out)
+            piece = numpy.empty_like(out)
+            for start in range(step, inner, step):
+                out += numpy.matmul(a[:, start:start + step], b[start:start + step], out=piece)
+            return out
+    return numpy.matmul(a, b, out=out)
 
 
 def channel_slices(out, axis=1):

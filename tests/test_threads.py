@@ -262,3 +262,49 @@ def test_small_work_stays_on_the_calling_thread_with_openblas_at_one_thread(two_
     assert len(products) >= 3 and set(products) == {(True, 1)}
     assert two_workers.history == [1, 2] * 3 and two_workers.count == 2  # the two convolutions, the product
     assert threads.channel_slices(rng.standard_normal((2, 4, 8, 8))) == [slice(None)]  # under MIN_SPLIT_ELEMENTS
+
+
+@pytest.mark.parametrize("shape,pieces", [((12, 12, 33792), 5), ((12, 33792, 12), 5), ((4, 36, 32768), 5),
+                                          ((96, 96, 6780), 1), ((12, 12, 5000), 1)],
+                         ids=["few rows", "few outputs", "stem-like", "neither", "small already"])
+def test_products_in_pieces_for_the_small_matrix_kernels_match_one_product(shape, pieces, monkeypatch, rng):
+    """On OpenBLAS's SkylakeX kernels a float32 product of few rows is cut by columns, one of few
+    outputs by its inner dimension, into pieces of at most 100^3 multiply-adds (33792 columns
+    of (12, 12): five pieces of 6944); others, float64 ones and other kernels' stay one product."""
+    m, k, n = shape
+    a, b = rng.standard_normal((m, k)).astype("float32"), rng.standard_normal((k, n)).astype("float32")
+    expected = a.astype("float64") @ b.astype("float64")
+    calls = []
+    original = np.matmul
+    monkeypatch.setattr(np, "matmul", lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs))
+    for small_kernels, dtype, count in [(True, "float32", pieces), (True, "float64", 1), (False, "float32", 1)]:
+        monkeypatch.setattr(threads, "SMALL_KERNELS", small_kernels)
+        calls.clear()
+        out = threads._product(a.astype(dtype), b.astype(dtype), np.empty((m, n), dtype))
+        assert len(calls) == count
+        np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
+def test_the_tiny_presets_convolutions_on_the_small_matrix_kernels_match_the_packed_ones(monkeypatch, rng):
+    """The 4 -> 4 channel 3 x 3 layer at 64 x 64, batch 8, float32 (shifted taps, its products
+    in pieces): forward, input gradient and weight gradient as with one product each."""
+    x, w = rng.standard_normal((8, 4, 64, 64)).astype("float32"), rng.standard_normal((4, 4, 3, 3)).astype("float32")
+    dy = rng.standard_normal((8, 4, 64, 64)).astype("float32")
+    results, calls = {}, []
+    original = np.matmul
+    monkeypatch.setattr(np, "matmul", lambda *args, **kwargs: calls.append(small_kernels) or original(*args, **kwargs))
+    for small_kernels in (False, True):
+        monkeypatch.setattr(threads, "SMALL_KERNELS", small_kernels)
+        results[small_kernels] = (conv_cpu.conv2d_forward(x, w, (1, 1), (1, 1)).copy(),
+                                  conv_cpu.conv2d_input_grad(dy, w, x.shape, (1, 1), (1, 1)).copy(),
+                                  conv_cpu.conv2d_weight_grad(x, dy, w.shape, (1, 1), (1, 1)).copy())
+    assert calls.count(True) > calls.count(False) >= 3  # the products went in pieces
+    for one, pieces in zip(results[False], results[True]):
+        np.testing.assert_allclose(pieces, one, rtol=1e-5, atol=1e-5 * np.abs(one).max())
+
+
+def test_the_openblas_found_names_its_kernels():
+    """The core name decides ``SMALL_KERNELS``: where NumPy's OpenBLAS is found, it has one."""
+    if threads._found is None:
+        pytest.skip("NumPy's BLAS is not an OpenBLAS whose functions can be found")
+    assert isinstance(threads._found[2], str) and threads._found[2]
