@@ -76,7 +76,7 @@ _openblas = _found[:2] if _found is not None else None
 # (4, 36) @ (36, 32768) 305 -> 97, (12, 33792) @ (33792, 12) 191 -> 84, (24, 8976) @ (8976, 48)
 # 184 -> 141; but (48, 39) @ (39, 50176) 1585 -> 2008 and (96, 96) @ (96, 6780) level, and on
 # the Haswell kernels, which have no such path, pieces were 3-6 % slower. The tiny preset's
-# 64 x 64 convolutions are such products (its step 78.8-79.6 -> 74.0-75.3 ms on one thread).
+# 64 x 64 convolutions are such products (its step 77.6-79.3 -> 72.7-73.8 ms on one thread).
 SMALL_KERNELS = _found is not None and _found[2].lower() in ("skylakex", "cooperlake", "sapphirerapids")
 SMALL_PRODUCT = 100**3  # multiply-adds: the most OpenBLAS gives its small-matrix kernels
 FEW_ROWS, FEW_OUTPUTS, MIN_PIECE = 16, 1152, 256
