@@ -89,13 +89,13 @@ def conv2d(x, w, b=None, stride=1, padding=0):
     _check("conv2d", x, w, b, "(out_channels, in_channels, kh, kw)")
     geometry = ConvGeometry.of(x.shape, w.shape, stride, padding, "conv2d")
 
-    kept = {}
+    kept = {} if w.requires_grad and grad_enabled() else None  # what the forward leaves to the weight gradient
 
     def backward(g):
         dx = _input_grad(g, w.data, geometry) if x.requires_grad else None
         dw = _weight_grad(x.data, g, geometry, kept=kept) if w.requires_grad else None
         return dx, dw, _bias_grad(g, b)
-    y = _forward(x.data, w.data, geometry, None if b is None else b.data, kept=kept if w.requires_grad and grad_enabled() else None)
+    y = _forward(x.data, w.data, geometry, None if b is None else b.data, kept=kept)
     return Tensor.from_op(y, (x, w) if b is None else (x, w, b), backward, "conv2d")
 
 
