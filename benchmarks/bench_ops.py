@@ -31,7 +31,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import numpy  # noqa: E402
 
 import minimenet  # noqa: E402
-from minimenet import conv_cpu as mconv_cpu  # noqa: E402
+from minimenet import conv_cpu as mconv_cpu, winograd  # noqa: E402
+from minimenet.conv_geometry import ConvGeometry  # noqa: E402
 from minimenet.conv_geometry import output_size  # noqa: E402
 
 # (name, kind, batch, c_in, c_out, size, kernel, stride, padding)
@@ -170,20 +171,38 @@ def paper_layer_shapes():
 
 
 def time_paper_layers(torch, warmup, repeats):
-    """Forward of every distinct paper layer, minimenet and (when given) torch, times its count."""
-    print(f"{'layer':30s} {'count':>5s} {'mm fwd':>8s}" + (f" {'pt fwd':>8s} {'x':>6s} {'count x (mm - pt)':>18s}" if torch else ""))
-    total_mm = total_pt = 0.0
+    """Forward of every distinct paper layer, minimenet and (when given) torch, times its count;
+    and for the layers that ``winograd.suits``, the inference forward by F(4 x 4, 3 x 3)
+    (``conv_cpu.conv2d_forward(..., inference=True)``, as the fused inference BRC runs them)
+    with its largest error against the float64 direct form, relative to the largest output."""
+    print(f"{'layer':30s} {'count':>5s} {'mm fwd':>8s} {'winograd':>8s} {'its error':>9s}"
+          + (f" {'pt fwd':>8s} {'x':>6s} {'count x (mm - pt)':>18s}" if torch else ""))
+    total_mm = total_inference = total_pt = 0.0
     for count, shape in paper_layer_shapes():
         x, w, g = make_arrays(shape)
-        mm = time_call(minimenet_fns(shape, x, w, g)[0], warmup, repeats)
-        total_mm += count * mm
+        mm = inference = time_call(minimenet_fns(shape, x, w, g)[0], warmup, repeats)
         line = f"{shape[0]:30s} {count:5d} {mm:8.2f}"
+        geometry = ConvGeometry.of(x.shape, w.shape, shape[-2], shape[-1], "bench") if shape[1] == "conv" else None
+        if geometry is not None and winograd.suits(x, geometry):
+            inference = time_call(lambda: mconv_cpu.conv2d_forward(x, w, geometry.stride, geometry.padding, inference=True),
+                                  warmup, repeats)
+            exact = mconv_cpu.conv2d_forward(x.astype(numpy.float64), w.astype(numpy.float64), geometry.stride, geometry.padding)
+            fast = mconv_cpu.conv2d_forward(x, w, geometry.stride, geometry.padding, inference=True)
+            line += f" {inference:8.2f} {numpy.abs(fast - exact).max() / numpy.abs(exact).max():9.1e}"
+        else:
+            line += f" {'':8s} {'':9s}"
+        total_mm += count * mm
+        total_inference += count * inference
         if torch:
             pt = time_call(torch_fns(torch, shape, x, w, g)[0], warmup, repeats)
             total_pt += count * pt
             line += f" {pt:8.2f} {mm / pt:6.2f} {count * (mm - pt):18.1f}"
         print(line, flush=True)
-    print(f"{'all layers, ms a batch of 5':30s} {'':5s} {total_mm:8.1f}" + (f" {total_pt:8.1f} {total_mm / total_pt:6.2f}" if torch else ""))
+    print(f"{'all layers, ms a batch of 5':30s} {'':5s} {total_mm:8.1f} {total_inference:8.1f} {'':9s}"
+          + (f" {total_pt:8.1f} {total_mm / total_pt:6.2f}" if torch else ""))
+    if torch:
+        print(f"with Winograd where it suits: {total_inference:.1f} ms against PyTorch's {total_pt:.1f}, "
+              f"ratio {total_inference / total_pt:.2f}")
 
 
 def main(argv=None):

@@ -15,7 +15,7 @@ import itertools
 
 import numpy
 
-from . import im2col, memory, threads
+from . import im2col, memory, threads, winograd
 from .backend import array_module
 from .conv_geometry import ConvGeometry
 
@@ -49,7 +49,7 @@ SHIFTED_TAPS_MAX_ROWS = 384
 KEEP_COLUMNS = 2**20
 
 
-def conv2d_forward(x, w, stride, padding, bias=None, input_affine=None, residual=None, kept=None):
+def conv2d_forward(x, w, stride, padding, bias=None, input_affine=None, residual=None, kept=None, inference=False):
     """y = W columns (+ bias): (Co, Ci*kh*kw) @ (Ci*kh*kw, n*rows*Wo) for each block
     (``im2col.blocks``), the (Co, n) axes of a block of several images swapped into y (a block of one
     image is written straight into its rows of y). The blocks are independent, so they run on
@@ -59,9 +59,13 @@ def conv2d_forward(x, w, stride, padding, bias=None, input_affine=None, residual
     the bias (Co,) and a ``residual`` of y's shape are added to each block's product, and
     ``input_affine`` = (scale, shift), each (Ci,), is applied to the input rows it reads, so
     that the convolution is of relu(x scale + shift) (see ``fused.batch_norm_relu_conv2d``).
-    ``kept``: a dict in which to leave small columns for ``conv2d_weight_grad`` (``KEEP_COLUMNS``)."""
+    ``kept``: a dict in which to leave small columns for ``conv2d_weight_grad`` (``KEEP_COLUMNS``).
+    ``inference``: no gradient will follow, so the layers that ``winograd.suits`` go by
+    Winograd's F(4 x 4, 3 x 3) (``winograd.forward``), rounded within 1e-5 in float32."""
     xp = array_module(x)
     g = ConvGeometry.of(x.shape, w.shape, stride, padding, "conv2d_forward")
+    if inference and winograd.suits(x, g):
+        return winograd.forward(x, w, g, bias, input_affine, residual)
     (kh, kw), (ph, pw) = w.shape[2:], g.padding
     if g.stride == (1, 1) and ph < kh and pw < kw and FORWARD_BY_COL2IM * g.out_channels < g.in_channels:
         # Few outputs from many inputs (the scale maps' 32 -> 1): the forward is the input
@@ -76,7 +80,7 @@ def conv2d_forward(x, w, stride, padding, bias=None, input_affine=None, residual
     y = memory.empty(g.y_shape, x.dtype, like=x)
     bias_column = None if bias is None else bias.reshape(-1, 1)
     weight_rows = w.reshape(g.out_channels, -1)
-    blocks = list(im2col.blocks(g, shares=_shares(xp, g)))
+    blocks = list(im2col.blocks(g, shares=threads.shares(xp, g)))
     keep = _keeps(kept, blocks, g, whole_width=False)
 
     def convolve(block):
@@ -98,7 +102,7 @@ def conv2d_forward(x, w, stride, padding, bias=None, input_affine=None, residual
             y[first:first + n] = product.reshape(g.out_channels, n, g.out_height, g.out_width).transpose(1, 0, 2, 3)
             if residual is not None:
                 y[first:first + n] += residual[first:first + n]
-    _each(xp, convolve, blocks, g)
+    threads.each_block(xp, convolve, blocks, g)
     return y
 
 
@@ -136,7 +140,7 @@ def _forward_by_shifted_taps(x, w, geometry, bias, input_affine, residual, kept=
     co, kw, wo = g.out_channels, g.kernel_width, g.out_width
     weight_rows = w.transpose(3, 0, 1, 2).reshape(kw * co, -1)
     y = memory.empty(g.y_shape, x.dtype, like=x)
-    blocks = list(im2col.blocks(g, whole_width=True, shares=_shares(xp, g)))
+    blocks = list(im2col.blocks(g, whole_width=True, shares=threads.shares(xp, g)))
     keep = _keeps(kept, blocks, g, whole_width=True)
 
     def convolve(block):
@@ -154,28 +158,8 @@ def _forward_by_shifted_taps(x, w, geometry, bias, input_affine, residual, kept=
             out += bias.reshape(-1, 1, 1, 1)
         if residual is not None:
             out += residual[first:first + n, :, row:row + rows].transpose(1, 0, 2, 3)
-    _each(xp, convolve, blocks, g)
+    threads.each_block(xp, convolve, blocks, g)
     return y
-
-
-def _shared_out(xp, geometry):
-    """Whether a convolution's work goes to the worker threads: NumPy arrays, and enough of
-    it (``threads.MIN_SPLIT_MULTIPLY_ADDS``)."""
-    return xp is numpy and geometry.multiply_adds >= threads.MIN_SPLIT_MULTIPLY_ADDS
-
-
-def _shares(xp, geometry):
-    """How many workers share a convolution's blocks (``_shared_out``)."""
-    return threads.workers() if _shared_out(xp, geometry) else 1
-
-
-def _each(xp, task, items, geometry):
-    """task(item) for every item: on the worker threads where ``_shared_out``, else in order on
-    the calling thread, copies and all."""
-    if _shared_out(xp, geometry):
-        return threads.parallel(task, items)
-    with threads.on_this_thread():
-        return [task(item) for item in items]
 
 
 def _matmul(xp, a, b, out):
@@ -275,7 +259,7 @@ def _input_grad_by_col2im(dy, w, x_shape, stride, padding, bias=None, residual=N
             target[..., owned.start:owned.stop, pw:pw + wd] += bias.reshape(-1, 1, 1, 1)
         if residual is not None and owned:
             target[..., owned.start:owned.stop, pw:pw + wd] += residual[first:first + n, :, owned.start - ph:owned.stop - ph].transpose(1, 0, 2, 3)
-    _each(xp, col2im, list(im2col.blocks(geometry, shares=_shares(xp, geometry))), geometry)
+    threads.each_block(xp, col2im, list(im2col.blocks(geometry, shares=threads.shares(xp, geometry))), geometry)
     return padded[:, :, ph:ph + h, pw:pw + wd]
 
 
@@ -340,8 +324,8 @@ def conv2d_weight_grad(x, dy, w_shape, stride, padding, input_affine=None, kept=
     g = ConvGeometry.of(x.shape, w_shape, stride, padding, "conv2d_weight_grad")
     g.check_output(dy.shape, "conv2d_weight_grad")
     shifted = _by_shifted_taps(g)
-    blocks = list(im2col.blocks(g, whole_width=shifted, shares=_shares(xp, g)))
-    shares = min(len(blocks), _shares(xp, g))
+    blocks = list(im2col.blocks(g, whole_width=shifted, shares=threads.shares(xp, g)))
+    shares = min(len(blocks), threads.shares(xp, g))
 
     def partial_sum(share):
         total = None
@@ -360,7 +344,7 @@ def conv2d_weight_grad(x, dy, w_shape, stride, padding, input_affine=None, kept=
             else:
                 total += _matmul(xp, dy_rows, columns.T, memory.scratch("product", total.shape, dy.dtype, like=dy))
         return total
-    dw, *others = _each(xp, partial_sum, range(shares), g)
+    dw, *others = threads.each_block(xp, partial_sum, range(shares), g)
     for other in others:
         dw += other
     if shifted:  # rows (v, o), columns (i, u)

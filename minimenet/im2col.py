@@ -43,24 +43,29 @@ def blocks(geometry, whole_width=False, shares=1):
     images). Bands of even length matter as much: a 56 x 56 x 128 weight gradient went in bands
     of 47 and 9 rows, and the weight gradient's turns gave one worker all the long ones
     (23.6 ms against 14.5 in bands of 28)."""
-    g, per_row = geometry, columns_per_row(geometry, whole_width)
-    if per_row * g.out_height > BAND_BUDGET:
-        bands = -(-g.out_height // max(1, BAND_BUDGET // per_row))
-        for image in range(g.batch):
-            yield from _bands(image, g.out_height, bands)
+    return plan(geometry.batch, geometry.out_height, columns_per_row(geometry, whole_width), shares)
+
+
+def plan(batch, height, per_row, shares=1):
+    """``blocks`` for ``batch`` images of ``height`` rows of ``per_row`` elements each (rows of
+    output pixels for im2col, of output tiles for ``winograd``)."""
+    if per_row * height > BAND_BUDGET:
+        bands = -(-height // max(1, BAND_BUDGET // per_row))
+        for image in range(batch):
+            yield from _bands(image, height, bands)
         return
-    images = max(1, min(g.batch, COLUMNS_BUDGET // (per_row * g.out_height)))
-    if images == g.batch or shares == 1:
-        for first in range(0, g.batch, images):
-            yield first, min(images, g.batch - first), 0, g.out_height
+    images = max(1, min(batch, COLUMNS_BUDGET // (per_row * height)))
+    if images == batch or shares == 1:
+        for first in range(0, batch, images):
+            yield first, min(images, batch - first), 0, height
         return
-    each, left = divmod(g.batch, shares)
+    each, left = divmod(batch, shares)
     images = min(images, max(each, 1))
     for start in range(0, each, images):  # each worker's next block of its own images
         for share in range(shares):
-            yield share * each + start, min(images, each - start), 0, g.out_height
-    for image in range(shares * each, g.batch):
-        yield from _bands(image, g.out_height, shares // math.gcd(left, shares))
+            yield share * each + start, min(images, each - start), 0, height
+    for image in range(shares * each, batch):
+        yield from _bands(image, height, shares // math.gcd(left, shares))
 
 
 def columns_per_row(geometry, whole_width=False):
@@ -105,18 +110,8 @@ def block_columns(x, geometry, row, rows, input_affine=None, whole_width=False, 
         copy_rows(x[:, :, row * g.stride_h:(row + rows - 1) * g.stride_h + 1:g.stride_h, ::g.stride_w],
                   columns.transpose(1, 0, 2, 3), input_affine)
         return columns.reshape(x.shape[1], -1)
-    top, height = row * g.stride_h - ph, (rows - 1) * g.stride_h + g.kernel_height  # input rows read
-    first_inside = min(max(-top, 0), height)  # rows of the block's padded input that hold x
-    inside = slice(first_inside, max(min(g.in_height - top, height), first_inside))
-    padded = memory.scratch("padded", (x.shape[1], n, height, g.in_width + 2 * pw), x.dtype, like=x)
-    padded[:, :, :inside.start] = 0
-    padded[:, :, inside.stop:] = 0
-    padded[:, :, :, :pw] = 0
-    padded[:, :, :, pw + g.in_width:] = 0
-    rows_of_x = x[:, :, top + inside.start:top + inside.stop]
-    if input_affine is not None:  # into contiguous memory first: written into the padded rows, it ran slower on 7 to 28 wide images
-        rows_of_x = copy_rows(rows_of_x, memory.scratch("affine", rows_of_x.shape, x.dtype, like=x), input_affine)
-    copy_rows(rows_of_x, padded[:, :, inside, pw:pw + g.in_width].transpose(1, 0, 2, 3))
+    padded = padded_rows(x, row * g.stride_h - ph, (rows - 1) * g.stride_h + g.kernel_height, pw,
+                         g.in_width + 2 * pw, input_affine)
     s1, s0, s2, s3 = padded.strides
     taps_w, width = (1, padded.shape[3]) if whole_width else (g.kernel_width, g.out_width)
     windows = xp.lib.stride_tricks.as_strided(
@@ -127,6 +122,25 @@ def block_columns(x, geometry, row, rows, input_affine=None, whole_width=False, 
         columns[channels] = windows[channels]
     threads.parallel(gather, threads.channel_slices(columns, axis=0))
     return columns.reshape(-1, n * rows * width)
+
+
+def padded_rows(x, top, height, left, width, input_affine=None):
+    """Rows [top, top + height) of the images x (n, Ci, H, W), zero-padded, as a (Ci, n, height,
+    width) view of a reused buffer: x's columns at [left, left + W), zeros around them and in
+    the rows outside [0, H); with ``input_affine``, relu(x scale + shift) in place of x."""
+    n, ci, h, w = x.shape
+    first_inside = min(max(-top, 0), height)  # rows of the block's padded input that hold x
+    inside = slice(first_inside, max(min(h - top, height), first_inside))
+    padded = memory.scratch("padded", (ci, n, height, width), x.dtype, like=x)
+    padded[:, :, :inside.start] = 0
+    padded[:, :, inside.stop:] = 0
+    padded[:, :, :, :left] = 0
+    padded[:, :, :, left + w:] = 0
+    rows_of_x = x[:, :, top + inside.start:top + inside.stop]
+    if input_affine is not None:  # into contiguous memory first: written into the padded rows, it ran slower on 7 to 28 wide images
+        rows_of_x = copy_rows(rows_of_x, memory.scratch("affine", rows_of_x.shape, x.dtype, like=x), input_affine)
+    copy_rows(rows_of_x, padded[:, :, inside, left:left + w].transpose(1, 0, 2, 3))
+    return padded
 
 
 def copy_rows(source, target, input_affine=None):

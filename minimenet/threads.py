@@ -112,6 +112,26 @@ def _openblas_at_one_thread():
             _openblas[1](count)
 
 
+def shared_out(xp, geometry):
+    """Whether a convolution's blocks go to the worker threads: NumPy arrays, and enough work
+    (``MIN_SPLIT_MULTIPLY_ADDS``)."""
+    return xp is numpy and geometry.multiply_adds >= MIN_SPLIT_MULTIPLY_ADDS
+
+
+def shares(xp, geometry):
+    """How many workers share a convolution's blocks (``shared_out``)."""
+    return workers() if shared_out(xp, geometry) else 1
+
+
+def each_block(xp, task, blocks, geometry):
+    """task(block) for every block of a convolution: on the worker threads where
+    ``shared_out``, else in order on the calling thread, copies and all (``on_this_thread``)."""
+    if shared_out(xp, geometry):
+        return parallel(task, blocks)
+    with on_this_thread():
+        return [task(block) for block in blocks]
+
+
 def matmul(a, b, out):
     """out = a @ b for 2-D NumPy arrays, shared out over the workers by the longer of a's rows
     and b's columns: each worker reads its part of one matrix and all of the other, so the split

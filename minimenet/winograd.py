@@ -1,0 +1,145 @@
+"""Winograd's minimal filtering F(4 x 4, 3 x 3): the inference forward of the 3 x 3 stride-1
+convolutions with many channels in 4 times fewer multiplications (Lavin and Gray, "Fast
+Algorithms for Convolutional Neural Networks", CVPR 2016).
+
+A 4 x 4 tile of a 3 x 3 convolution's outputs reads a 6 x 6 tile d_i of each input channel's
+zero-padded input, and with the interpolation points 0, +-1, +-2 and infinity
+
+    Y_o = A^T [ sum_i (G g_oi G^T) * (B^T d_i B) ] A                                      (1)
+
+for each output channel o, where g_oi is the 3 x 3 kernel and * multiplies elementwise. Each
+of the 36 positions (a, b) of the transformed tiles is then one matrix product
+
+    M[a, b] = U[a, b] @ V[a, b]:  (Co, Ci) @ (Ci, tiles),   U = G g G^T,  V = B^T d B     (2)
+
+36 Ci multiply-adds per output channel and tile, where the direct form takes 16 x 9 = 144. The
+transforms are products too: in row-major order vec(P X Q^T) = (P kron Q) vec(X), so the input
+transform is one (36, 36) @ (36, Ci tiles) product, the output transform one (16, 36) @
+(36, Co tiles) and the weights' one (36, 9) @ (9, Co Ci).
+
+The price is rounding: B^T and A^T hold entries up to 5 and 8, so in float32 the result is
+within about 1e-5 of the largest output where the direct form is within 3e-7 (measured on the
+paper's layers; tests/test_winograd.py). It is used where that buys time and no gradient
+follows: the fused inference BRC (``conv_cpu.conv2d_forward(..., inference=True)``) on
+layers that ``suits`` (``forward``).
+"""
+import numpy
+
+from . import im2col, memory, threads
+from .backend import array_module
+
+B_T = numpy.array([[4, 0, -5, 0, 1, 0],
+                   [0, -4, -4, 1, 1, 0],
+                   [0, 4, -4, -1, 1, 0],
+                   [0, -2, -1, 2, 1, 0],
+                   [0, 2, -1, -2, 1, 0],
+                   [0, 4, 0, -5, 0, 1]], dtype=numpy.float64)
+G = numpy.array([[1 / 4, 0, 0],
+                 [-1 / 6, -1 / 6, -1 / 6],
+                 [-1 / 6, 1 / 6, -1 / 6],
+                 [1 / 24, 1 / 12, 1 / 6],
+                 [1 / 24, -1 / 12, 1 / 6],
+                 [0, 0, 1]], dtype=numpy.float64)
+A_T = numpy.array([[1, 1, 1, 1, 1, 0],
+                   [0, 1, -1, 2, -2, 0],
+                   [0, 1, 1, 4, 4, 0],
+                   [0, 1, -1, 8, -8, 1]], dtype=numpy.float64)
+TILE, WINDOW = 4, 6  # outputs and inputs along each side of a tile
+
+_TRANSFORMS = {dtype: (numpy.kron(B_T, B_T).astype(dtype), numpy.kron(A_T, A_T).astype(dtype), numpy.kron(G, G).astype(dtype))
+               for dtype in (numpy.float32, numpy.float64)}
+
+# Measured side by side against the direct form (``conv_cpu``), batch 5, one thread, with the
+# BRC's batch norm and ReLU, forward in ms, direct / Winograd: 128 channels at 56 x 56 24.5 /
+# 17.2, 256 at 28 x 28 22.0 / 13.8, 512 at 14 x 14 22.7 / 14.7; but 64 at 112 x 112 26.5 /
+# 32.1 and 32 at 224 x 224 31.7 / 79.3 (the transforms cost as much as the products save), and
+# 1024 at 7 x 7 21.9 / 20.8 before its 151 MB of transformed weights.
+MIN_CHANNELS = 128
+MIN_SIZE = 14
+
+
+def suits(x, geometry):
+    """Whether F(4 x 4, 3 x 3) pays for this convolution of x: a NumPy array of float32 or
+    float64, 3 x 3, stride 1, padding 1, at least ``MIN_CHANNELS`` channels each way and images
+    of at least ``MIN_SIZE`` each way."""
+    g = geometry
+    return (array_module(x) is numpy and x.dtype.type in _TRANSFORMS
+            and (g.kernel_height, g.kernel_width, g.stride, g.padding) == (3, 3, (1, 1), (1, 1))
+            and min(g.in_channels, g.out_channels) >= MIN_CHANNELS and min(g.in_height, g.in_width) >= MIN_SIZE)
+
+
+def forward(x, w, geometry, bias=None, input_affine=None, residual=None):
+    """y = conv(x, w) (+ bias) (+ residual) by Eq. 1, for the geometries that ``suits``; with
+    ``input_affine`` = (scale, shift), of relu(x scale + shift). In blocks of whole images or
+    bands of tile rows (``im2col.plan``, sized by their transformed tiles), on the workers
+    (``threads.each_block``): each block's zero-padded input rows (``im2col.padded_rows``), its
+    transformed tiles V, the 36 products and the output transform, the 4 x 4 tiles then written
+    into their rows of y (+ bias, + residual) while they are in the cache."""
+    xp, g = array_module(x), geometry
+    tile, co, h, wd = TILE, g.out_channels, g.out_height, g.out_width
+    tiles_high, tiles_wide = -(-h // tile), -(-wd // tile)
+    y = memory.empty(g.y_shape, x.dtype, like=x)
+    per_row = WINDOW * WINDOW * g.in_channels * tiles_wide
+    blocks = list(im2col.plan(g.batch, tiles_high, per_row, threads.shares(xp, g)))
+
+    def convolve(block):
+        first, n, row, rows = block
+        padded = im2col.padded_rows(x[first:first + n], tile * row - 1, tile * rows + 2, 1, tile * tiles_wide + 2, input_affine)
+        tiles = output_tiles(w, transformed_tiles(padded, rows, tiles_wide))
+        tiles = tiles.reshape(tile, tile, co, n, rows, tiles_wide)
+        top, bottom = tile * row, min(tile * (row + rows), h)
+        out = y[first:first + n, :, top:bottom]
+        whole = bottom - top == tile * rows and wd == tile * tiles_wide
+        target = out if whole else memory.scratch("winograd out", (n, co, tile * rows, tile * tiles_wide), x.dtype, like=x)
+
+        def write(channels):
+            part = target[:, channels].reshape(n, -1, rows, tile, tiles_wide, tile)
+            part.transpose(3, 5, 1, 0, 2, 4)[...] = tiles[:, :, channels]
+            if not whole:
+                out[:, channels] = target[:, channels, :bottom - top, :wd]
+            if bias is not None:
+                out[:, channels] += bias[channels].reshape(-1, 1, 1)
+            if residual is not None:
+                out[:, channels] += residual[first:first + n, channels, top:bottom]
+        threads.parallel(write, threads.channel_slices(out))
+    threads.each_block(xp, convolve, blocks, g)
+    return y
+
+
+def transformed_tiles(padded, tiles_high, tiles_wide):
+    """V (36, Ci, n tiles_high tiles_wide) of Eq. 2 from the zero-padded input rows ``padded``
+    (Ci, n, 4 tiles_high + 2, 4 tiles_wide + 2): the 6 x 6 windows at steps of 4 copied out
+    (by channels on the workers), then B^T d B for all of them in one product."""
+    ci, n = padded.shape[:2]
+    s0, s1, s2, s3 = padded.strides
+    windows = numpy.lib.stride_tricks.as_strided(
+        padded, (WINDOW, WINDOW, ci, n, tiles_high, tiles_wide), (s2, s3, s0, s1, TILE * s2, TILE * s3))
+    tiles = memory.scratch("winograd tiles", windows.shape, padded.dtype, like=padded)
+
+    def gather(channels):
+        tiles[:, :, channels] = windows[:, :, channels]
+    threads.parallel(gather, threads.channel_slices(tiles, axis=2))
+    v = memory.scratch("winograd V", (WINDOW * WINDOW, ci, n * tiles_high * tiles_wide), padded.dtype, like=padded)
+    threads.matmul(_TRANSFORMS[padded.dtype.type][0], tiles.reshape(WINDOW * WINDOW, -1), v.reshape(WINDOW * WINDOW, -1))
+    return v
+
+
+def output_tiles(w, v):
+    """The 4 x 4 output tiles (4, 4, Co, tiles) of Eq. 1 for the kernels w (Co, Ci, 3, 3) and
+    the transformed tiles v: the 36 products of Eq. 2, shared out over the workers by
+    positions, each worker transforming the kernels for its own positions first; then A^T M A
+    for all of them in one product."""
+    co, ci = w.shape[:2]
+    kernels = w.reshape(co * ci, 9).T
+    to_u = _TRANSFORMS[v.dtype.type][2]
+    m = memory.scratch("winograd M", (WINDOW * WINDOW, co, v.shape[2]), v.dtype, like=v)
+    step = -(-len(m) // threads.workers())
+
+    def multiply(positions):
+        u = memory.scratch("winograd U", (len(m[positions]), co, ci), v.dtype, like=v)
+        numpy.matmul(to_u[positions], kernels, out=u.reshape(len(u), -1))
+        numpy.matmul(u, v[positions], out=m[positions])
+    threads.parallel(multiply, [slice(start, start + step) for start in range(0, len(m), step)])
+    y = memory.scratch("winograd Y", (TILE, TILE) + m.shape[1:], v.dtype, like=v)
+    threads.matmul(_TRANSFORMS[v.dtype.type][1], m.reshape(WINDOW * WINDOW, -1), y.reshape(TILE * TILE, -1))
+    return y

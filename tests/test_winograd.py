@@ -1,0 +1,157 @@
+"""minimenet/winograd.py and conv_cpu's forward by it: Eq. 1 on one tile, then the inference
+forward against the loops written from the convolution's definition (float64 and float32, odd
+sizes that leave partial tiles, batch 1, bias, the BRC's batch norm and ReLU, a residual),
+in every kind of block (bands of tile rows, one image, several, the leftover image's bands on
+two workers), its float32 error against the direct form's, and where it is and is not used.
+Winograd is forward-only and only at inference, so there is no gradient to check by finite
+differences; the direct form it is checked against is (tests/test_conv_cpu.py)."""
+import numpy as np
+import pytest
+
+import minimenet as mm
+from minimenet import conv_cpu, im2col, winograd
+from minimenet.conv_geometry import ConvGeometry
+from minimenet.fused import batch_norm_relu_conv2d
+
+from test_conv_cpu import forward_loop
+from test_threads import two_workers  # noqa: F401  (a fixture)
+
+
+def relu_affine_loop(x, scale, shift):
+    return np.maximum(x * scale.reshape(-1, 1, 1) + shift.reshape(-1, 1, 1), 0)
+
+
+@pytest.fixture
+def everywhere(monkeypatch):
+    """Winograd for every 3 x 3 stride-1 padding-1 convolution, however small (the tests' are)."""
+    monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
+    monkeypatch.setattr(winograd, "MIN_SIZE", 1)
+
+
+def tolerance(dtype, y):
+    """float64: rounding only; float32: Winograd's, about 1e-5 of the largest output."""
+    return dict(rtol=0, atol=(1e-10 if dtype == "float64" else 1e-4) * float(np.abs(y).max()))
+
+
+def test_eq_1_gives_the_3x3_correlation_of_a_6x6_tile(rng):
+    d, g = rng.standard_normal((6, 6)), rng.standard_normal((3, 3))
+    direct = np.array([[np.sum(d[r:r + 3, c:c + 3] * g) for c in range(4)] for r in range(4)])
+    by_eq_1 = winograd.A_T @ ((winograd.G @ g @ winograd.G.T) * (winograd.B_T @ d @ winograd.B_T.T)) @ winograd.A_T.T
+    np.testing.assert_allclose(by_eq_1, direct, rtol=0, atol=1e-12)
+
+
+# (batch, Ci, H, W, Co): partial tiles both ways, batch 1, tiles exactly, a 1 x 1 image
+CASES = [(2, 3, 7, 9, 5), (1, 4, 13, 10, 3), (3, 2, 8, 8, 4), (2, 3, 1, 1, 2), (1, 2, 5, 17, 2)]
+
+
+def case_arrays(case, dtype, seed=0):
+    b, ci, h, wd, co = case
+    r = np.random.default_rng(seed)
+    x, w = r.standard_normal((b, ci, h, wd)).astype(dtype), r.standard_normal((co, ci, 3, 3)).astype(dtype)
+    bias, residual = r.standard_normal(co).astype(dtype), r.standard_normal((b, co, h, wd)).astype(dtype)
+    scale, shift = r.uniform(0.5, 2, ci).astype(dtype), r.uniform(-0.5, 0.5, ci).astype(dtype)
+    return x, w, bias, residual, (scale, shift)
+
+
+def tile_budgets(case):
+    """Budgets (elements of transformed tiles) for bands of one tile row, one image a block,
+    two images a block, and the whole batch in one block."""
+    b, ci, h, wd, _ = case
+    per_row = 36 * ci * -(-wd // 4)
+    per_image = per_row * -(-h // 4)
+    return [1, per_image, 2 * per_image, b * per_image]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_the_inference_forward_matches_the_loops_in_every_kind_of_block(case, dtype, everywhere, monkeypatch):
+    x, w, bias, residual, affine = case_arrays(case, dtype)
+    expected = forward_loop(relu_affine_loop(x.astype(np.float64), *affine), w, (1, 1), (1, 1)) + bias.reshape(-1, 1, 1) + residual
+    plain = forward_loop(x, w, (1, 1), (1, 1))
+    for budget in tile_budgets(case):
+        monkeypatch.setattr(im2col, "COLUMNS_BUDGET", budget)
+        monkeypatch.setattr(im2col, "BAND_BUDGET", budget)
+        y = conv_cpu.conv2d_forward(x, w, (1, 1), (1, 1), bias, affine, residual, inference=True)
+        assert y.dtype == x.dtype and y.shape == expected.shape
+        np.testing.assert_allclose(y, expected, **tolerance(dtype, expected))
+        np.testing.assert_allclose(conv_cpu.conv2d_forward(x, w, (1, 1), (1, 1), inference=True), plain, **tolerance(dtype, plain))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_whole_images_and_the_leftover_images_bands_on_two_workers(dtype, everywhere, two_workers, monkeypatch):  # noqa: F811
+    case = (3, 3, 13, 10, 4)
+    x, w, bias, residual, affine = case_arrays(case, dtype)
+    per_image = tile_budgets(case)[1]
+    monkeypatch.setattr(im2col, "BAND_BUDGET", per_image)
+    monkeypatch.setattr(im2col, "COLUMNS_BUDGET", per_image)
+    plan = list(im2col.plan(3, 4, per_image // 4, shares=2))
+    assert plan[:2] == [(0, 1, 0, 4), (1, 1, 0, 4)] and [n for _, n, _, _ in plan[2:]] == [1, 1]  # the third image in two bands
+    y = conv_cpu.conv2d_forward(x, w, (1, 1), (1, 1), bias, affine, residual, inference=True)
+    expected = forward_loop(relu_affine_loop(x.astype(np.float64), *affine), w, (1, 1), (1, 1)) + bias.reshape(-1, 1, 1) + residual
+    np.testing.assert_allclose(y, expected, **tolerance(dtype, expected))
+    assert 1 in two_workers.history  # the blocks ran on the workers, OpenBLAS at one thread
+
+
+def test_a_block_of_the_whole_batch_shares_its_products_out_by_positions(everywhere, two_workers, monkeypatch):  # noqa: F811
+    x, w, bias, residual, affine = case_arrays((2, 3, 8, 8, 4), "float64")
+    shares = []
+    original = winograd.threads.parallel
+    monkeypatch.setattr(winograd.threads, "parallel",
+                        lambda task, items: shares.append((task.__name__, list(items))) or original(task, items))
+    y = conv_cpu.conv2d_forward(x, w, (1, 1), (1, 1), bias, affine, residual, inference=True)
+    assert ("multiply", [slice(0, 18), slice(18, 36)]) in shares
+    expected = forward_loop(relu_affine_loop(x, *affine), w, (1, 1), (1, 1)) + bias.reshape(-1, 1, 1) + residual
+    np.testing.assert_allclose(y, expected, **tolerance("float64", expected))
+
+
+def test_its_float32_error_on_a_paper_like_layer_is_about_1e_5(rng):
+    """128 channels at 14 x 14 (suits as it is): within 3e-5 of the largest output, while the
+    direct form is within 1e-6; float64 to rounding."""
+    x = rng.standard_normal((2, 128, 14, 14))
+    w = rng.standard_normal((128, 128, 3, 3)) / np.sqrt(9 * 128)
+    assert winograd.suits(x, ConvGeometry.of(x.shape, w.shape, 1, 1, "test"))
+    exact = conv_cpu.conv2d_forward(x, w, (1, 1), (1, 1))
+    largest = np.abs(exact).max()
+    x32, w32 = x.astype(np.float32), w.astype(np.float32)
+    error = np.abs(conv_cpu.conv2d_forward(x32, w32, (1, 1), (1, 1), inference=True) - exact).max() / largest
+    direct_error = np.abs(conv_cpu.conv2d_forward(x32, w32, (1, 1), (1, 1)) - exact).max() / largest
+    assert direct_error < 1e-6 and 1e-7 < error < 3e-5
+    assert np.abs(conv_cpu.conv2d_forward(x, w, (1, 1), (1, 1), inference=True) - exact).max() / largest < 1e-13
+
+
+@pytest.mark.parametrize("change, suits", [
+    ({}, True),
+    ({"stride": 2}, False),
+    ({"padding": 0}, False),
+    ({"kernel": 5, "padding": 2}, False),
+    ({"channels": 64}, False),
+    ({"out_channels": 64}, False),
+    ({"size": 7}, False),
+    ({"dtype": "float16"}, False),
+])
+def test_it_suits_the_3x3_stride_1_layers_with_many_channels_on_images_not_too_small(change, suits):
+    settings = dict(stride=1, padding=1, kernel=3, channels=128, out_channels=128, size=14, dtype="float32") | change
+    x = np.zeros((1, settings["channels"], settings["size"], settings["size"]), settings["dtype"])
+    w_shape = (settings["out_channels"], settings["channels"], settings["kernel"], settings["kernel"])
+    assert winograd.suits(x, ConvGeometry.of(x.shape, w_shape, settings["stride"], settings["padding"], "test")) is suits
+
+
+def test_only_inference_takes_it(monkeypatch, rng):
+    """The same layer by the direct form unless the caller says no gradient follows, and the
+    fused inference BRC says so: its result is Eq. 1's, within float32 Winograd's error of the
+    three ops."""
+    calls = []
+    original = winograd.output_tiles
+    monkeypatch.setattr(winograd, "output_tiles", lambda w, v: calls.append(w.shape) or original(w, v))
+    x = rng.standard_normal((1, 128, 14, 14)).astype(np.float32)
+    w = (rng.standard_normal((128, 128, 3, 3)) / 34).astype(np.float32)
+    conv_cpu.conv2d_forward(x, w, (1, 1), (1, 1))
+    with mm.no_grad():
+        mm.conv2d(mm.Tensor(x), mm.Tensor(w), padding=1)
+    assert calls == []
+    scale, shift = np.full(128, 1.5, np.float32), np.full(128, -0.1, np.float32)
+    with mm.no_grad():
+        y = batch_norm_relu_conv2d(mm.Tensor(x), scale, shift, mm.Tensor(w), padding=1)
+        three_ops = mm.conv2d(mm.Tensor(np.maximum(x * 1.5 - 0.1, 0)), mm.Tensor(w), padding=1)
+    assert calls == [(128, 128, 3, 3)] * len(list(im2col.plan(1, 4, 36 * 128 * 4)))
+    np.testing.assert_allclose(y.data, three_ops.data, rtol=0, atol=3e-5 * float(np.abs(three_ops.data).max()))
