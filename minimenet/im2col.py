@@ -46,11 +46,13 @@ def blocks(geometry, whole_width=False, shares=1):
     return plan(geometry.batch, geometry.out_height, columns_per_row(geometry, whole_width), shares)
 
 
-def plan(batch, height, per_row, shares=1):
+def plan(batch, height, per_row, shares=1, band_budget=None):
     """``blocks`` for ``batch`` images of ``height`` rows of ``per_row`` elements each (rows of
-    output pixels for im2col, of output tiles for ``winograd``)."""
-    if per_row * height > BAND_BUDGET:
-        bands = -(-height // max(1, BAND_BUDGET // per_row))
+    output pixels for im2col, of output tiles for ``winograd``), images cut into bands above
+    ``band_budget`` elements (by default ``BAND_BUDGET``)."""
+    band_budget = BAND_BUDGET if band_budget is None else band_budget
+    if per_row * height > band_budget:
+        bands = -(-height // max(1, band_budget // per_row))
         for image in range(batch):
             yield from _bands(image, height, bands)
         return

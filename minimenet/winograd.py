@@ -49,13 +49,17 @@ TILE, WINDOW = 4, 6  # outputs and inputs along each side of a tile
 _TRANSFORMS = {dtype: (numpy.kron(B_T, B_T).astype(dtype), numpy.kron(A_T, A_T).astype(dtype), numpy.kron(G, G).astype(dtype))
                for dtype in (numpy.float32, numpy.float64)}
 
-# Measured side by side against the direct form (``conv_cpu``), batch 5, one thread, with the
-# BRC's batch norm and ReLU, forward in ms, direct / Winograd: 128 channels at 56 x 56 24.5 /
-# 17.2, 256 at 28 x 28 22.0 / 13.8, 512 at 14 x 14 22.7 / 14.7; but 64 at 112 x 112 26.5 /
-# 32.1 and 32 at 224 x 224 31.7 / 79.3 (the transforms cost as much as the products save), and
-# 1024 at 7 x 7 21.9 / 20.8 before its 151 MB of transformed weights.
-MIN_CHANNELS = 128
+# Measured side by side against the direct form (``conv_cpu``), batch 5, with the BRC's batch
+# norm and ReLU, forward in ms on one thread / two, direct against Winograd: 64 channels at
+# 112 x 112 26.2 / 16.4 against 23.0 / 13.0, 128 at 56 x 56 24.5 / 13.0 against 18.2 / 11.4,
+# 256 at 28 x 28 22.0 / 12.1 against 14.1 / 8.3, 512 at 14 x 14 22.7 / 12.1 against 19.0 /
+# 12.0; but 32 at 224 x 224 32.3 / 21.2 against 35.5 / 22.4 (with 32 channels the transforms
+# cost as much as the products save), and 1024 at 7 x 7 21.9 against 20.8 before its 151 MB
+# of transformed weights. Images are cut into bands of tile rows above BAND_BUDGET elements of
+# transformed tiles (2^18: 64 channels at 112 x 112 25.5 / 14.7 ms, 2^20: 26.8 / 17.7).
+MIN_CHANNELS = 64
 MIN_SIZE = 14
+BAND_BUDGET = 2**19
 
 
 def suits(x, geometry):
@@ -80,7 +84,7 @@ def forward(x, w, geometry, bias=None, input_affine=None, residual=None):
     tiles_high, tiles_wide = -(-h // tile), -(-wd // tile)
     y = memory.empty(g.y_shape, x.dtype, like=x)
     per_row = WINDOW * WINDOW * g.in_channels * tiles_wide
-    blocks = list(im2col.plan(g.batch, tiles_high, per_row, threads.shares(xp, g)))
+    blocks = list(im2col.plan(g.batch, tiles_high, per_row, threads.shares(xp, g), BAND_BUDGET))
 
     def convolve(block):
         first, n, row, rows = block
