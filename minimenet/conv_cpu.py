@@ -69,12 +69,10 @@ def conv2d_forward(x, w, stride, padding, bias=None, input_affine=None, residual
     (kh, kw), (ph, pw) = w.shape[2:], g.padding
     if g.stride == (1, 1) and ph < kh and pw < kw and FORWARD_BY_COL2IM * g.out_channels < g.in_channels:
         # Few outputs from many inputs (the scale maps' 32 -> 1): the forward is the input
-        # gradient of the adjoint convolution, whose col2im copies Co kh kw planes, not Ci kh kw.
-        # That product reads x itself, so an input_affine is applied to all of x first.
-        if input_affine is not None:
-            x = im2col.copy_rows(x, memory.empty_like(x), input_affine)
+        # gradient of the adjoint convolution, whose col2im copies Co kh kw planes, not Ci kh kw
+        # (and applies an input_affine to each block of x as it copies it).
         return _input_grad_by_col2im(x, w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), g.y_shape, (1, 1), (kh - 1 - ph, kw - 1 - pw),
-                                     bias, residual)
+                                     bias, residual, input_affine)
     if _by_shifted_taps(g):
         return _forward_by_shifted_taps(x, w, g, bias, input_affine, residual, kept)
     y = memory.empty(g.y_shape, x.dtype, like=x)

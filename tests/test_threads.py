@@ -128,9 +128,9 @@ def test_a_block_of_the_whole_batch_shares_out_its_copies_by_channels(case, two_
                                forward_loop(np.maximum(x * scale.reshape(-1, 1, 1) + shift.reshape(-1, 1, 1), 0), w, stride, padding),
                                rtol=1e-10, atol=1e-10)
     _, ci, _, _, co, kernel, _, _ = case
-    if ci > conv_cpu.FORWARD_BY_COL2IM * co:  # by the adjoint's col2im: its copy of x, its scatter by channels of y
-        scatter = (0, min(co, 2))             # (one channel: one share); with the affine over all of x first
-        assert shares == [(1, 2), scatter] + [(1, 2)] + [(1, 2), scatter]
+    if ci > conv_cpu.FORWARD_BY_COL2IM * co:  # by the adjoint's col2im: its copy of x (with the affine the
+        scatter = (0, min(co, 2))             # second time), its scatter by channels of y (one channel: one share)
+        assert shares == [(1, 2), scatter] * 2
     elif kernel == (1, 1):  # no padding: copied from x itself, with and without the affine
         assert shares == [(1, 2), (1, 2)]
     else:  # into the padded rows (axis 1 of x), then into the columns (axis 0)
