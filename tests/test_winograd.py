@@ -104,6 +104,19 @@ def test_a_block_of_the_whole_batch_shares_its_products_out_by_positions(everywh
     np.testing.assert_allclose(y, expected, **tolerance("float64", expected))
 
 
+def test_the_weights_are_transformed_once_for_all_of_a_forwards_blocks(everywhere, monkeypatch):
+    case = (3, 3, 13, 10, 4)
+    x, w, bias, residual, affine = case_arrays(case, "float64")
+    monkeypatch.setattr(winograd, "BAND_BUDGET", 1)  # a band a tile row: 12 blocks
+    calls = []
+    original = winograd.transformed_weights
+    monkeypatch.setattr(winograd, "transformed_weights", lambda w, positions: calls.append(positions) or original(w, positions))
+    y = conv_cpu.conv2d_forward(x, w, (1, 1), (1, 1), bias, affine, residual, inference=True)
+    assert calls == [slice(0, 36)]
+    expected = forward_loop(relu_affine_loop(x, *affine), w, (1, 1), (1, 1)) + bias.reshape(-1, 1, 1) + residual
+    np.testing.assert_allclose(y, expected, **tolerance("float64", expected))
+
+
 def test_its_float32_error_on_a_paper_like_layer_is_about_1e_5(rng):
     """128 channels at 14 x 14 (suits as it is): within 3e-5 of the largest output, while the
     direct form is within 1e-6; float64 to rounding."""
@@ -142,8 +155,8 @@ def test_only_inference_takes_it(monkeypatch, rng):
     fused inference BRC says so: its result is Eq. 1's, within float32 Winograd's error of the
     three ops."""
     calls = []
-    original = winograd.output_tiles
-    monkeypatch.setattr(winograd, "output_tiles", lambda w, v: calls.append(w.shape) or original(w, v))
+    original = winograd.transformed_weights
+    monkeypatch.setattr(winograd, "transformed_weights", lambda w, positions: calls.append(w.shape) or original(w, positions))
     x = rng.standard_normal((1, 128, 14, 14)).astype(np.float32)
     w = (rng.standard_normal((128, 128, 3, 3)) / 34).astype(np.float32)
     conv_cpu.conv2d_forward(x, w, (1, 1), (1, 1))
@@ -154,5 +167,5 @@ def test_only_inference_takes_it(monkeypatch, rng):
     with mm.no_grad():
         y = batch_norm_relu_conv2d(mm.Tensor(x), scale, shift, mm.Tensor(w), padding=1)
         three_ops = mm.conv2d(mm.Tensor(np.maximum(x * 1.5 - 0.1, 0)), mm.Tensor(w), padding=1)
-    assert calls == [(128, 128, 3, 3)] * len(list(im2col.plan(1, 4, 36 * 128 * 4, 1, winograd.BAND_BUDGET)))
+    assert calls == [(128, 128, 3, 3)]  # one worker: all positions in one group, made once
     np.testing.assert_allclose(y.data, three_ops.data, rtol=0, atol=3e-5 * float(np.abs(three_ops.data).max()))
