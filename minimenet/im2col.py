@@ -6,6 +6,7 @@ A block is whole images, several at a time, or a band of output rows of one imag
 pixel (``block_columns``), or with whole-width columns one tap per kernel row, for the shifted
 taps of ``conv_cpu._forward_by_shifted_taps`` (``shifted_planes`` is the weight gradient's dy
 for those). The inference BRC's batch norm and ReLU are applied as the input rows are copied.
+``plan`` and ``padded_rows`` serve ``winograd`` too, with rows of output tiles for rows of pixels.
 """
 import math
 
