@@ -144,7 +144,7 @@ def output_tiles(w, weights, v):
 
     def multiply(positions):
         u = weights.get(positions.start)
-        if u is None:
+        if u is None:  # two workers' first blocks may both make it; they make the same, one is kept
             u = weights.setdefault(positions.start, transformed_weights(w, positions))
         numpy.matmul(u, v[positions], out=m[positions])
     threads.parallel(multiply, [slice(start, start + step) for start in range(0, len(m), step)])
