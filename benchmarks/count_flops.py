@@ -4,42 +4,47 @@
 
 A FLOP is half a multiply-add: a convolution costs 2 x (output elements) x Ci kh kw, a transposed
 convolution 2 x (input elements) x Co kh kw. Batch norm, ReLU, tanh and the upsampling are not
-counted. The shapes come from one forward pass of a single zero image.
+counted. The shapes come from one eval forward of a single zero image, counted where every
+convolution of it runs, fused BRC and BRD included: the forward primitive ``conv._forward``
+and, for a transposed convolution, the input-gradient primitive ``conv._input_grad``.
 """
 import numpy as np
 
 import minimenet as mm
-from minimenet import nn
+from minimenet import conv
 from minimenet.config import PRESETS, network_config
 from minimenet.model import MEnet
 
 
 def forward_gflop(model):
-    total = 0
-    conv_forward, transposed_forward = nn.Conv2d.forward, nn.ConvTranspose2d.forward
+    """(GFLOP of one image's forward, the number of convolution and transposed-convolution
+    layers that it ran)."""
+    multiply_adds, layers = 0, 0
+    primitives = {"_forward": conv._forward, "_input_grad": conv._input_grad}
 
-    def counted_conv(layer, x):
-        nonlocal total
-        y = conv_forward(layer, x)
-        total += 2 * y.data.size * int(np.prod(layer.weight.shape[1:]))
-        return y
+    def counted(primitive):
+        def run(data, w, geometry, *args, **kwargs):
+            nonlocal multiply_adds, layers
+            multiply_adds += geometry.multiply_adds
+            layers += 1
+            return primitive(data, w, geometry, *args, **kwargs)
+        return run
 
-    def counted_transposed(layer, x):
-        nonlocal total
-        total += 2 * x.data.size * int(np.prod(layer.weight.shape[1:]))
-        return transposed_forward(layer, x)
-
-    nn.Conv2d.forward, nn.ConvTranspose2d.forward = counted_conv, counted_transposed
+    for name, primitive in primitives.items():
+        setattr(conv, name, counted(primitive))
     try:
         size = model.config.image_size
         with mm.no_grad():
-            model.eval()(mm.Tensor(mm.xp.zeros((1, 3, size, size), dtype=model.config.dtype)))
+            model.eval()(mm.Tensor(np.zeros((1, 3, size, size), dtype=model.config.dtype)))
     finally:
-        nn.Conv2d.forward, nn.ConvTranspose2d.forward = conv_forward, transposed_forward
-    return total / 1e9
+        for name, primitive in primitives.items():
+            setattr(conv, name, primitive)
+    return 2 * multiply_adds / 1e9, layers
 
 
 if __name__ == "__main__":
     for preset in PRESETS:
         model = MEnet(network_config(preset))
-        print(f"{preset:>6}: {model.num_parameters():>12,} parameters, {forward_gflop(model):7.3f} GFLOP forward per image")
+        gflop, layers = forward_gflop(model)
+        print(f"{preset:>6}: {model.num_parameters():>12,} parameters, {layers} convolution layers, "
+              f"{gflop:7.3f} GFLOP forward per image")
