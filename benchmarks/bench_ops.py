@@ -172,37 +172,36 @@ def paper_layer_shapes():
 
 def time_paper_layers(torch, warmup, repeats):
     """Forward of every distinct paper layer, minimenet and (when given) torch, times its count;
-    and for the layers that ``winograd.suits``, the inference forward by F(4 x 4, 3 x 3)
-    (``conv_cpu.conv2d_forward(..., inference=True)``, as the fused inference BRC runs them)
-    with its largest error against the float64 direct form, relative to the largest output."""
-    print(f"{'layer':30s} {'count':>5s} {'mm fwd':>8s} {'winograd':>8s} {'its error':>9s}"
+    minimenet's by the direct form, and for the layers that ``winograd.suits`` by F(4 x 4, 3 x 3)
+    too (``conv_cpu.conv2d_forward``'s choice for them, in training as at inference) with its
+    largest error against the float64 direct form, relative to the largest output."""
+    print(f"{'layer':30s} {'count':>5s} {'direct':>8s} {'winograd':>8s} {'its error':>9s}"
           + (f" {'pt fwd':>8s} {'x':>6s} {'count x (mm - pt)':>18s}" if torch else ""))
-    total_mm = total_inference = total_pt = 0.0
+    total_direct = total_chosen = total_pt = 0.0
     for count, shape in paper_layer_shapes():
         x, w, g = make_arrays(shape)
-        mm = inference = time_call(minimenet_fns(shape, x, w, g)[0], warmup, repeats)
-        line = f"{shape[0]:30s} {count:5d} {mm:8.2f}"
         geometry = ConvGeometry.of(x.shape, w.shape, shape[-2], shape[-1], "bench") if shape[1] == "conv" else None
         if geometry is not None and winograd.suits(x, geometry):
-            inference = time_call(lambda: mconv_cpu.conv2d_forward(x, w, geometry.stride, geometry.padding, inference=True),
-                                  warmup, repeats)
-            exact = mconv_cpu.conv2d_forward(x.astype(numpy.float64), w.astype(numpy.float64), geometry.stride, geometry.padding)
-            fast = mconv_cpu.conv2d_forward(x, w, geometry.stride, geometry.padding, inference=True)
-            line += f" {inference:8.2f} {numpy.abs(fast - exact).max() / numpy.abs(exact).max():9.1e}"
+            direct = time_call(lambda: mconv_cpu.conv2d_forward(x, w, geometry.stride, geometry.padding, direct=True), warmup, repeats)
+            chosen = time_call(lambda: mconv_cpu.conv2d_forward(x, w, geometry.stride, geometry.padding), warmup, repeats)
+            exact = mconv_cpu.conv2d_forward(x.astype(numpy.float64), w.astype(numpy.float64), geometry.stride, geometry.padding,
+                                             direct=True)
+            fast = mconv_cpu.conv2d_forward(x, w, geometry.stride, geometry.padding)
+            line = f"{shape[0]:30s} {count:5d} {direct:8.2f} {chosen:8.2f} {numpy.abs(fast - exact).max() / numpy.abs(exact).max():9.1e}"
         else:
-            line += f" {'':8s} {'':9s}"
-        total_mm += count * mm
-        total_inference += count * inference
+            direct = chosen = time_call(minimenet_fns(shape, x, w, g)[0], warmup, repeats)
+            line = f"{shape[0]:30s} {count:5d} {direct:8.2f} {'':8s} {'':9s}"
+        total_direct += count * direct
+        total_chosen += count * chosen
         if torch:
             pt = time_call(torch_fns(torch, shape, x, w, g)[0], warmup, repeats)
             total_pt += count * pt
-            line += f" {pt:8.2f} {mm / pt:6.2f} {count * (mm - pt):18.1f}"
+            line += f" {pt:8.2f} {chosen / pt:6.2f} {count * (chosen - pt):18.1f}"
         print(line, flush=True)
-    print(f"{'all layers, ms a batch of 5':30s} {'':5s} {total_mm:8.1f} {total_inference:8.1f} {'':9s}"
-          + (f" {total_pt:8.1f} {total_mm / total_pt:6.2f}" if torch else ""))
+    print(f"{'all layers, ms a batch of 5':30s} {'':5s} {total_direct:8.1f} {total_chosen:8.1f} {'':9s}"
+          + (f" {total_pt:8.1f} {total_chosen / total_pt:6.2f}" if torch else ""))
     if torch:
-        print(f"with Winograd where it suits: {total_inference:.1f} ms against PyTorch's {total_pt:.1f}, "
-              f"ratio {total_inference / total_pt:.2f}")
+        print(f"direct form only: {total_direct:.1f} ms against PyTorch's {total_pt:.1f}, ratio {total_direct / total_pt:.2f}")
 
 
 def main(argv=None):

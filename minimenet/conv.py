@@ -25,17 +25,16 @@ from .conv_geometry import ConvGeometry, pair
 from .tensor import Tensor, check_dtypes, grad_enabled
 
 
-def _forward(x, w, geometry, bias=None, input_affine=None, residual=None, kept=None, inference=False):
+def _forward(x, w, geometry, bias=None, input_affine=None, residual=None, kept=None):
     """y = conv(x, w) (+ bias, one value per output channel) (+ residual, of y's shape) on x's
     backend; with ``input_affine`` = (scale, shift), of relu(x scale + shift) instead of x.
-    ``kept``: a dict for what the forward leaves to the weight gradient (``_weight_grad``);
-    ``inference``: no gradient follows (on the CPU, Winograd where it suits: ``conv_cpu``)."""
+    ``kept``: a dict for what the forward leaves to the weight gradient (``_weight_grad``)."""
     if backend.runs_on_cuda_kernels(x):
         y = cuda.conv2d_forward(x if input_affine is None else norm.relu_affine(x, *input_affine), w, geometry.stride, geometry.padding)
         if bias is not None:
             _add_bias_in_place(y, bias)
         return y if residual is None else array_module(y).add(y, residual, out=y)
-    return conv_cpu.conv2d_forward(x, w, geometry.stride, geometry.padding, bias, input_affine, residual, kept, inference)
+    return conv_cpu.conv2d_forward(x, w, geometry.stride, geometry.padding, bias, input_affine, residual, kept)
 
 
 def _weight_grad(x, dy, geometry, input_affine=None, kept=None):

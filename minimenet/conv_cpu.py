@@ -8,7 +8,9 @@ col2im or, per sub-pixel phase, a stride-1 forward of dy by the taps that reach 
 whichever moves less data (at stride 1, one forward); by the same adjointness a stride-1
 forward with few outputs from many inputs is the col2im of the adjoint.
 A stride-1 forward and weight gradient with few output channels take a kernel row's taps as
-rows of their products (``_forward_by_shifted_taps``). Outputs come from reused memory
+rows of their products (``_forward_by_shifted_taps``). A 3 x 3 stride-1 forward with many
+channels (and so the input gradient of one) goes by Winograd's F(4 x 4, 3 x 3) instead
+(``winograd``). Outputs come from reused memory
 (``minimenet.memory``).
 """
 import itertools
@@ -49,7 +51,7 @@ SHIFTED_TAPS_MAX_ROWS = 384
 KEEP_COLUMNS = 2**20
 
 
-def conv2d_forward(x, w, stride, padding, bias=None, input_affine=None, residual=None, kept=None, inference=False):
+def conv2d_forward(x, w, stride, padding, bias=None, input_affine=None, residual=None, kept=None, direct=False):
     """y = W columns (+ bias): (Co, Ci*kh*kw) @ (Ci*kh*kw, n*rows*Wo) for each block
     (``im2col.blocks``), the (Co, n) axes of a block of several images swapped into y (a block of one
     image is written straight into its rows of y). The blocks are independent, so they run on
@@ -60,11 +62,12 @@ def conv2d_forward(x, w, stride, padding, bias=None, input_affine=None, residual
     ``input_affine`` = (scale, shift), each (Ci,), is applied to the input rows it reads, so
     that the convolution is of relu(x scale + shift) (see ``fused.batch_norm_relu_conv2d``).
     ``kept``: a dict in which to leave small columns for ``conv2d_weight_grad`` (``KEEP_COLUMNS``).
-    ``inference``: no gradient will follow, so the layers that ``winograd.suits`` go by
-    Winograd's F(4 x 4, 3 x 3) (``winograd.forward``), rounded within 1e-5 in float32."""
+    The layers that ``winograd.suits`` go by Winograd's F(4 x 4, 3 x 3) (``winograd.forward``),
+    rounded within about 1e-5 of the largest output in float32; ``direct``: by the direct form
+    even so (the reference that tests and benchmarks compare it with)."""
     xp = array_module(x)
     g = ConvGeometry.of(x.shape, w.shape, stride, padding, "conv2d_forward")
-    if inference and winograd.suits(x, g):
+    if not direct and winograd.suits(x, g):
         return winograd.forward(x, w, g, bias, input_affine, residual)
     (kh, kw), (ph, pw) = w.shape[2:], g.padding
     if g.stride == (1, 1) and ph < kh and pw < kw and FORWARD_BY_COL2IM * g.out_channels < g.in_channels:

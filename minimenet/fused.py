@@ -33,7 +33,7 @@ def batch_norm_relu_conv2d(x, scale, shift, w, b=None, stride=1, padding=0, resi
     conv._check(op, x, w, b, "(out_channels, in_channels, kh, kw)")
     geometry = ConvGeometry.of(x.shape, w.shape, stride, padding, op)
     _check(op, x, scale, shift, (w, b, residual), residual, geometry.y_shape)
-    y = conv._forward(x.data, w.data, geometry, None if b is None else b.data, (scale, shift), _data(residual), inference=True)
+    y = conv._forward(x.data, w.data, geometry, None if b is None else b.data, (scale, shift), _data(residual))
     return Tensor.from_op(y, (), None, op)
 
 

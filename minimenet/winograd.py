@@ -1,5 +1,5 @@
-"""Winograd's minimal filtering F(4 x 4, 3 x 3): the inference forward of the 3 x 3 stride-1
-convolutions with many channels in 4 times fewer multiplications (Lavin and Gray, "Fast
+"""Winograd's minimal filtering F(4 x 4, 3 x 3): the forward of the 3 x 3 stride-1
+convolutions with many channels, and so their input gradient (itself such a forward), in 4 times fewer multiplications (Lavin and Gray, "Fast
 Algorithms for Convolutional Neural Networks", CVPR 2016).
 
 A 4 x 4 tile of a 3 x 3 convolution's outputs reads a 6 x 6 tile d_i of each input channel's
@@ -19,9 +19,10 @@ transform is one (36, 36) @ (36, Ci tiles) product, the output transform one (16
 
 The price is rounding: B^T and A^T hold entries up to 5 and 8, so in float32 the result is
 within about 1e-5 of the largest output where the direct form is within 5e-7 (measured on the
-paper's layers; tests/test_winograd.py). It is used where that buys time and no gradient
-follows: the fused inference BRC (``conv_cpu.conv2d_forward(..., inference=True)``) on
-layers that ``suits`` (``forward``).
+paper's layers; tests/test_winograd.py), as cuDNN's and oneDNN's Winograd convolutions round in
+training too. ``conv_cpu.conv2d_forward`` takes it on the layers that ``suits``: at inference
+and in training, the forward and the input gradient of e1-e4's 3 x 3 layers. The weight
+gradient stays direct (its own transforms, of dy and x, would be another algorithm).
 """
 import numpy
 

@@ -185,7 +185,7 @@ def test_stride_1_forwards_with_few_outputs_take_the_kernel_rows_taps_as_product
                                    ((130, 62), (128, 130, 3, 3), 1), ((130, 62), (129, 130, 3, 3), 1), ((16, 2), (8, 16, 3, 3), 1),
                                    ((16, 62), (4, 16, 3, 1), 1), ((16, 62), (4, 16, 3, 3), 2), ((3, 62), (32, 3, 3, 3), 1)]:
         channels, size = shape
-        conv_cpu.conv2d_forward(np.zeros((1, channels, size, size)), np.zeros(w_shape), (stride, stride), (1, 1))
+        conv_cpu.conv2d_forward(np.zeros((1, channels, size, size)), np.zeros(w_shape), (stride, stride), (1, 1), direct=True)
     # where (Ci kh + kw Co) (W + 2 pw) < Ci kh kw Wo and kw Co <= 384: not (48 + 93) 64 > 144 x 62 or
     # (48 + 24) 4 = 144 x 2 copied, 3 x 129 product rows, a 1-wide kernel, stride 2, or the stem
     assert taken == [(8, 16, 3, 3), (30, 16, 3, 3), (128, 130, 3, 3)]

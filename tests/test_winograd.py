@@ -1,17 +1,17 @@
-"""minimenet/winograd.py and conv_cpu's forward by it: Eq. 1 on one tile, then the inference
-forward against the loops written from the convolution's definition (float64 and float32, odd
-sizes that leave partial tiles, batch 1, bias, the BRC's batch norm and ReLU, a residual),
-in every kind of block (bands of tile rows, one image, several, the leftover image's bands on
-two workers), its float32 error against the direct form's, and where it is and is not used.
-Winograd is forward-only and only at inference, so there is no gradient to check by finite
-differences; the direct form it is checked against is (tests/test_conv_cpu.py)."""
+"""minimenet/winograd.py and conv_cpu's forward by it: Eq. 1 on one tile, then the forward
+against the loops written from the convolution's definition (float64 and float32, odd sizes
+that leave partial tiles, batch 1, bias, the BRC's batch norm and ReLU, a residual), in every
+kind of block (bands of tile rows, one image, several, the leftover image's bands on two
+workers), its float32 error against the direct form's, where it is and is not used, and the
+gradients of the ops that run it (conv2d, the training BRC: forward and input gradient) against
+finite differences."""
 import numpy as np
 import pytest
 
 import minimenet as mm
 from minimenet import conv_cpu, im2col, winograd
 from minimenet.conv_geometry import ConvGeometry
-from minimenet.fused import batch_norm_relu_conv2d
+from minimenet.fused import batch_norm_relu_conv2d, batch_norm_relu_conv2d_training
 
 from test_conv_cpu import forward_loop
 from test_threads import two_workers  # noqa: F401  (a fixture)
@@ -64,17 +64,17 @@ def tile_budgets(case):
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("case", CASES, ids=str)
-def test_the_inference_forward_matches_the_loops_in_every_kind_of_block(case, dtype, everywhere, monkeypatch):
+def test_the_forward_matches_the_loops_in_every_kind_of_block(case, dtype, everywhere, monkeypatch):
     x, w, bias, residual, affine = case_arrays(case, dtype)
     expected = forward_loop(relu_affine_loop(x.astype(np.float64), *affine), w, (1, 1), (1, 1)) + bias.reshape(-1, 1, 1) + residual
     plain = forward_loop(x, w, (1, 1), (1, 1))
     for budget in tile_budgets(case):
         monkeypatch.setattr(im2col, "COLUMNS_BUDGET", budget)
         monkeypatch.setattr(winograd, "BAND_BUDGET", budget)
-        y = conv_cpu.conv2d_forward(x, w, (1, 1), (1, 1), bias, affine, residual, inference=True)
+        y = conv_cpu.conv2d_forward(x, w, (1, 1), (1, 1), bias, affine, residual)
         assert y.dtype == x.dtype and y.shape == expected.shape
         np.testing.assert_allclose(y, expected, **tolerance(dtype, expected))
-        np.testing.assert_allclose(conv_cpu.conv2d_forward(x, w, (1, 1), (1, 1), inference=True), plain, **tolerance(dtype, plain))
+        np.testing.assert_allclose(conv_cpu.conv2d_forward(x, w, (1, 1), (1, 1)), plain, **tolerance(dtype, plain))
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -86,7 +86,7 @@ def test_whole_images_and_the_leftover_images_bands_on_two_workers(dtype, everyw
     monkeypatch.setattr(im2col, "COLUMNS_BUDGET", per_image)
     plan = list(im2col.plan(3, 4, per_image // 4, 2, per_image))
     assert plan[:2] == [(0, 1, 0, 4), (1, 1, 0, 4)] and [n for _, n, _, _ in plan[2:]] == [1, 1]  # the third image in two bands
-    y = conv_cpu.conv2d_forward(x, w, (1, 1), (1, 1), bias, affine, residual, inference=True)
+    y = conv_cpu.conv2d_forward(x, w, (1, 1), (1, 1), bias, affine, residual)
     expected = forward_loop(relu_affine_loop(x.astype(np.float64), *affine), w, (1, 1), (1, 1)) + bias.reshape(-1, 1, 1) + residual
     np.testing.assert_allclose(y, expected, **tolerance(dtype, expected))
     assert 1 in two_workers.history  # the blocks ran on the workers, OpenBLAS at one thread
@@ -98,7 +98,7 @@ def test_a_block_of_the_whole_batch_shares_its_products_out_by_positions(everywh
     original = winograd.threads.parallel
     monkeypatch.setattr(winograd.threads, "parallel",
                         lambda task, items: shares.append((task.__name__, list(items))) or original(task, items))
-    y = conv_cpu.conv2d_forward(x, w, (1, 1), (1, 1), bias, affine, residual, inference=True)
+    y = conv_cpu.conv2d_forward(x, w, (1, 1), (1, 1), bias, affine, residual)
     assert ("multiply", [slice(0, 18), slice(18, 36)]) in shares
     expected = forward_loop(relu_affine_loop(x, *affine), w, (1, 1), (1, 1)) + bias.reshape(-1, 1, 1) + residual
     np.testing.assert_allclose(y, expected, **tolerance("float64", expected))
@@ -111,7 +111,7 @@ def test_the_weights_are_transformed_once_for_all_of_a_forwards_blocks(everywher
     calls = []
     original = winograd.transformed_weights
     monkeypatch.setattr(winograd, "transformed_weights", lambda w, positions: calls.append(positions) or original(w, positions))
-    y = conv_cpu.conv2d_forward(x, w, (1, 1), (1, 1), bias, affine, residual, inference=True)
+    y = conv_cpu.conv2d_forward(x, w, (1, 1), (1, 1), bias, affine, residual)
     assert calls == [slice(0, 36)]
     expected = forward_loop(relu_affine_loop(x, *affine), w, (1, 1), (1, 1)) + bias.reshape(-1, 1, 1) + residual
     np.testing.assert_allclose(y, expected, **tolerance("float64", expected))
@@ -123,13 +123,13 @@ def test_its_float32_error_on_a_paper_like_layer_is_about_1e_5(rng):
     x = rng.standard_normal((2, 128, 14, 14))
     w = rng.standard_normal((128, 128, 3, 3)) / np.sqrt(9 * 128)
     assert winograd.suits(x, ConvGeometry.of(x.shape, w.shape, 1, 1, "test"))
-    exact = conv_cpu.conv2d_forward(x, w, (1, 1), (1, 1))
+    exact = conv_cpu.conv2d_forward(x, w, (1, 1), (1, 1), direct=True)
     largest = np.abs(exact).max()
     x32, w32 = x.astype(np.float32), w.astype(np.float32)
-    error = np.abs(conv_cpu.conv2d_forward(x32, w32, (1, 1), (1, 1), inference=True) - exact).max() / largest
-    direct_error = np.abs(conv_cpu.conv2d_forward(x32, w32, (1, 1), (1, 1)) - exact).max() / largest
+    error = np.abs(conv_cpu.conv2d_forward(x32, w32, (1, 1), (1, 1)) - exact).max() / largest
+    direct_error = np.abs(conv_cpu.conv2d_forward(x32, w32, (1, 1), (1, 1), direct=True) - exact).max() / largest
     assert direct_error < 1e-6 and 1e-7 < error < 3e-5
-    assert np.abs(conv_cpu.conv2d_forward(x, w, (1, 1), (1, 1), inference=True) - exact).max() / largest < 1e-13
+    assert np.abs(conv_cpu.conv2d_forward(x, w, (1, 1), (1, 1)) - exact).max() / largest < 1e-13
 
 
 @pytest.mark.parametrize("change, suits", [
@@ -150,22 +150,55 @@ def test_it_suits_the_3x3_stride_1_layers_with_many_channels_on_images_not_too_s
     assert winograd.suits(x, ConvGeometry.of(x.shape, w_shape, settings["stride"], settings["padding"], "test")) is suits
 
 
-def test_only_inference_takes_it(monkeypatch, rng):
-    """The same layer by the direct form unless the caller says no gradient follows, and the
-    fused inference BRC says so: its result is Eq. 1's, within float32 Winograd's error of the
-    three ops."""
+def test_every_forward_that_suits_takes_it_at_inference_and_in_training(monkeypatch, rng):
+    """A layer that suits goes by Winograd unless the caller asks for the direct form: a plain
+    forward, the fused inference BRC (whose result is Eq. 1's, within float32 Winograd's error
+    of the three ops), and in training the forward and the input gradient (a forward with the
+    flipped weights, w read as (Ci, Co)); the weight gradient stays direct."""
     calls = []
     original = winograd.transformed_weights
     monkeypatch.setattr(winograd, "transformed_weights", lambda w, positions: calls.append(w.shape) or original(w, positions))
-    x = rng.standard_normal((1, 128, 14, 14)).astype(np.float32)
-    w = (rng.standard_normal((128, 128, 3, 3)) / 34).astype(np.float32)
-    conv_cpu.conv2d_forward(x, w, (1, 1), (1, 1))
-    with mm.no_grad():
-        mm.conv2d(mm.Tensor(x), mm.Tensor(w), padding=1)
+    x = rng.standard_normal((1, 64, 14, 14)).astype(np.float32)
+    w = (rng.standard_normal((80, 64, 3, 3)) / 24).astype(np.float32)  # Co < 1.5 Ci: the input gradient is a forward
+    conv_cpu.conv2d_forward(x, w, (1, 1), (1, 1), direct=True)
     assert calls == []
-    scale, shift = np.full(128, 1.5, np.float32), np.full(128, -0.1, np.float32)
+    conv_cpu.conv2d_forward(x, w, (1, 1), (1, 1))
+    assert calls == [(80, 64, 3, 3)]  # one worker: all positions in one group, made once
+    calls.clear()
+    scale, shift = np.full(64, 1.5, np.float32), np.full(64, -0.1, np.float32)
     with mm.no_grad():
         y = batch_norm_relu_conv2d(mm.Tensor(x), scale, shift, mm.Tensor(w), padding=1)
-        three_ops = mm.conv2d(mm.Tensor(np.maximum(x * 1.5 - 0.1, 0)), mm.Tensor(w), padding=1)
-    assert calls == [(128, 128, 3, 3)]  # one worker: all positions in one group, made once
-    np.testing.assert_allclose(y.data, three_ops.data, rtol=0, atol=3e-5 * float(np.abs(three_ops.data).max()))
+    three_ops = conv_cpu.conv2d_forward(np.maximum(x * 1.5 - 0.1, 0), w, (1, 1), (1, 1), direct=True)
+    assert calls == [(80, 64, 3, 3)]
+    np.testing.assert_allclose(y.data, three_ops, rtol=0, atol=3e-5 * float(np.abs(three_ops).max()))
+    calls.clear()
+    xt, wt = mm.Tensor(x, requires_grad=True), mm.Tensor(w, requires_grad=True)
+    mm.conv2d(xt, wt, padding=1).sum().backward()
+    assert calls == [(80, 64, 3, 3), (64, 80, 3, 3)]
+    ones = np.ones((1, 80, 14, 14), np.float32)
+    direct_dx = conv_cpu.conv2d_forward(ones, w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), (1, 1), (1, 1), direct=True)
+    np.testing.assert_allclose(xt.grad, direct_dx, rtol=0, atol=3e-5 * float(np.abs(direct_dx).max()))
+    np.testing.assert_array_equal(wt.grad, conv_cpu.conv2d_weight_grad(x, ones, w.shape, (1, 1), (1, 1)))
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["conv2d", "training BRC"])
+def test_the_gradients_through_it_match_finite_differences(fused, everywhere, monkeypatch, rng):
+    """float64, with Winograd on every 3 x 3 layer: the forward and the input gradient go by it
+    (counted), and every input's gradient agrees with central differences. Their step is 1e-4,
+    not gradcheck's 1e-5: Winograd's float64 rounding (1e-14 of the largest output, about 10
+    times the direct form's) over 2e-5 failed x's gradient at 1.9e-6 where the direct form
+    passes; 10 times the step, 10 times less of it."""
+    calls = []
+    original = winograd.forward
+    monkeypatch.setattr(winograd, "forward", lambda *args: calls.append(args[1].shape) or original(*args))
+    x = mm.Tensor(0.5 + rng.standard_normal((2, 3, 6, 5)), requires_grad=True)
+    w, b = mm.Tensor(rng.standard_normal((4, 3, 3, 3)), requires_grad=True), mm.Tensor(rng.standard_normal(4), requires_grad=True)
+    residual = mm.Tensor(rng.standard_normal((2, 4, 6, 5)), requires_grad=True)
+    if fused:
+        gamma, beta = mm.Tensor(rng.uniform(0.5, 2, 3), requires_grad=True), mm.Tensor(rng.standard_normal(3), requires_grad=True)
+        mean, var = np.zeros(3), np.ones(3)
+        assert mm.gradcheck(lambda *t: batch_norm_relu_conv2d_training(*t[:3], mean.copy(), var.copy(), *t[3:5], 1, 1, t[5]),
+                            [x, gamma, beta, w, b, residual], eps=1e-4)
+    else:
+        assert mm.gradcheck(lambda x, w, b, residual: mm.conv2d(x, w, b, padding=1) + residual, [x, w, b, residual], eps=1e-4)
+    assert (4, 3, 3, 3) in calls and (3, 4, 3, 3) in calls  # the forward's weights, and the input gradient's
