@@ -9,8 +9,8 @@ whichever moves less data (at stride 1, one forward); by the same adjointness a 
 forward with few outputs from many inputs is the col2im of the adjoint.
 A stride-1 forward and weight gradient with few output channels take a kernel row's taps as
 rows of their products (``_forward_by_shifted_taps``). A 3 x 3 stride-1 forward with many
-channels (and so the input gradient of one) goes by Winograd's F(4 x 4, 3 x 3) instead
-(``winograd``). Outputs come from reused memory
+channels (and so the input gradient of one), and its weight gradient, go by Winograd's
+F(4 x 4, 3 x 3) instead (``winograd``). Outputs come from reused memory
 (``minimenet.memory``).
 """
 import itertools
@@ -310,7 +310,7 @@ def _input_grad_by_phases(dy, w, x_shape, stride, padding, input_affine=None, re
     return dx
 
 
-def conv2d_weight_grad(x, dy, w_shape, stride, padding, input_affine=None, kept=None):
+def conv2d_weight_grad(x, dy, w_shape, stride, padding, input_affine=None, kept=None, direct=False):
     """dw = sum over blocks (``im2col.blocks``) of dy_rows columns^T: (Co, n*rows*Wo) @ (n*rows*Wo,
     Ci*kh*kw), where dy_rows is the block's dy (its (n, Co) axes swapped when n > 1); summing over
     batch and pixels. Where the forward takes a kernel row's taps as rows of its product
@@ -320,10 +320,14 @@ def conv2d_weight_grad(x, dy, w_shape, stride, padding, input_affine=None, kept=
     sums blocks k, k + workers, ... and the partial sums are added in order, so a given number of
     workers always gives the same bits. With ``input_affine`` = (scale, shift), of
     relu(x scale + shift) instead of x, applied as the columns are copied (the training BRC).
-    ``kept``: the forward's (``conv2d_forward``), whose columns, if it left them, are used as they are."""
+    ``kept``: the forward's (``conv2d_forward``), whose columns, if it left them, are used as they are.
+    The layers that ``winograd.suits`` go by Winograd (``winograd.weight_grad``), as their
+    forward does, unless ``direct``."""
     xp = array_module(x)
     g = ConvGeometry.of(x.shape, w_shape, stride, padding, "conv2d_weight_grad")
     g.check_output(dy.shape, "conv2d_weight_grad")
+    if not direct and winograd.suits(x, g):
+        return winograd.weight_grad(x, dy, g, input_affine)
     shifted = _by_shifted_taps(g)
     blocks = list(im2col.blocks(g, whole_width=shifted, shares=threads.shares(xp, g)))
     shares = min(len(blocks), threads.shares(xp, g))

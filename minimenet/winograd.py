@@ -1,5 +1,6 @@
 """Winograd's minimal filtering F(4 x 4, 3 x 3): the forward of the 3 x 3 stride-1
-convolutions with many channels, and so their input gradient (itself such a forward), in 4 times fewer multiplications (Lavin and Gray, "Fast
+convolutions with many channels, so their input gradient (itself such a forward), and by the
+adjoint of Eq. 1 their weight gradient (Eq. 3, ``weight_grad``), in 4 times fewer multiplications (Lavin and Gray, "Fast
 Algorithms for Convolutional Neural Networks", CVPR 2016).
 
 A 4 x 4 tile of a 3 x 3 convolution's outputs reads a 6 x 6 tile d_i of each input channel's
@@ -20,9 +21,9 @@ transform is one (36, 36) @ (36, Ci tiles) product, the output transform one (16
 The price is rounding: B^T and A^T hold entries up to 5 and 8, so in float32 the result is
 within about 1e-5 of the largest output where the direct form is within 5e-7 (measured on the
 paper's layers; tests/test_winograd.py), as cuDNN's and oneDNN's Winograd convolutions round in
-training too. ``conv_cpu.conv2d_forward`` takes it on the layers that ``suits``: at inference
-and in training, the forward and the input gradient of e1-e4's 3 x 3 layers. The weight
-gradient stays direct (its own transforms, of dy and x, would be another algorithm).
+training too. ``conv_cpu`` takes it on the layers that ``suits``, e1-e4's 3 x 3 layers: at
+inference, and in training for the forward and both gradients. The weight gradient is within
+about 1e-5 of the largest too (3-9e-6 on the paper's layers against the direct form's 3-4e-7).
 """
 import numpy
 
@@ -56,7 +57,10 @@ _TRANSFORMS = {dtype: (numpy.kron(B_T, B_T).astype(dtype), numpy.kron(A_T, A_T).
 # 256 at 28 x 28 22.0 / 12.1 against 14.1 / 8.3, 512 at 14 x 14 22.7 / 12.1 against 19.0 /
 # 12.0; but 32 at 224 x 224 32.3 / 21.2 against 35.5 / 22.4 (with 32 channels the transforms
 # cost as much as the products save), and 1024 at 7 x 7 21.9 against 20.8 before its 151 MB
-# of transformed weights. Images are cut into bands of tile rows above BAND_BUDGET elements of
+# of transformed weights. The weight gradient, with the BRC's batch norm and ReLU, likewise:
+# 64 at 112 27.5 / 15.8 against 23.2 / 13.6, 128 at 56 24.8 / 13.2 against 15.3 / 8.7, 256 at
+# 28 23.1 / 12.5 against 14.3 / 9.9, 512 at 14 22.6 / 12.8 against 17.7 / 13.1 (level on two
+# threads: a band of its (Co, tiles) @ (tiles, Ci) products is 80 tiles deep). Images are cut into bands of tile rows above BAND_BUDGET elements of
 # transformed tiles (2^18: 64 channels at 112 x 112 25.5 / 14.7 ms, 2^20: 26.8 / 17.7).
 MIN_CHANNELS = 64
 MIN_SIZE = 14
@@ -110,6 +114,71 @@ def forward(x, w, geometry, bias=None, input_affine=None, residual=None):
         threads.parallel(write, threads.channel_slices(out))
     threads.each_block(xp, convolve, blocks, g)
     return y
+
+
+def weight_grad(x, dy, geometry, input_affine=None):
+    """dw of the convolution y = conv(x, w) by Eq. 1's adjoint, for the geometries that
+    ``suits``; with ``input_affine`` = (scale, shift), of relu(x scale + shift). Eq. 1 is linear
+    in U, so with dM = (A kron A) dY the transformed output gradient of each 4 x 4 tile,
+
+        dU[a, b] = sum over tiles of dM[a, b] @ V[a, b]^T:  (Co, tiles) @ (tiles, Ci),        (3)
+        dw[o, i] = G^T dU[., ., o, i] G,
+
+    36 Ci multiply-adds per output channel and tile, as in the forward. The blocks are the
+    forward's (``im2col.plan``); worker k sums blocks k, k + workers, ... and the partial sums
+    are added in order, so a given number of workers always gives the same bits. A layer in one
+    block shares its products out by positions instead."""
+    xp, g = array_module(x), geometry
+    tile, co, ci, h, wd = TILE, g.out_channels, g.in_channels, g.out_height, g.out_width
+    tiles_high, tiles_wide = -(-h // tile), -(-wd // tile)
+    blocks = list(im2col.plan(g.batch, tiles_high, WINDOW * WINDOW * ci * tiles_wide, threads.shares(xp, g), BAND_BUDGET))
+    shares = min(len(blocks), threads.shares(xp, g))
+    to_dm = _TRANSFORMS[x.dtype.type][1].T
+
+    def partial_sum(share):
+        du = memory.empty((WINDOW * WINDOW, co, ci), x.dtype, like=x)
+        for count, (first, n, row, rows) in enumerate(blocks[share::shares]):
+            padded = im2col.padded_rows(x[first:first + n], tile * row - 1, tile * rows + 2, 1, tile * tiles_wide + 2, input_affine)
+            v = transformed_tiles(padded, rows, tiles_wide)
+            dm = memory.scratch("winograd M", (WINDOW * WINDOW, co, v.shape[2]), x.dtype, like=x)
+            threads.matmul(to_dm, gradient_tiles(dy[first:first + n], row, rows, tiles_wide).reshape(tile * tile, -1),
+                           dm.reshape(WINDOW * WINDOW, -1))
+
+            def multiply(positions):
+                if count == 0:
+                    numpy.matmul(dm[positions], v[positions].transpose(0, 2, 1), out=du[positions])
+                else:
+                    du[positions] += numpy.matmul(dm[positions], v[positions].transpose(0, 2, 1),
+                                                  out=memory.scratch("winograd dU", du[positions].shape, x.dtype, like=x))
+            step = -(-len(du) // threads.workers())
+            threads.parallel(multiply, [slice(start, start + step) for start in range(0, len(du), step)])
+        return du
+    du, *others = threads.each_block(xp, partial_sum, range(shares), g)
+    for other in others:
+        du += other
+    dw = memory.empty((9, co * ci), x.dtype, like=x)
+    threads.matmul(_TRANSFORMS[x.dtype.type][2].T, du.reshape(WINDOW * WINDOW, -1), dw)
+    return xp.ascontiguousarray(dw.T).reshape(g.w_shape)
+
+
+def gradient_tiles(dy, row, rows, tiles_wide):
+    """dy's 4 x 4 tiles in tile rows [row, row + rows), as (4, 4, Co, n, rows, tiles_wide),
+    zero where a partial tile reaches past dy: the output tiles' layout in ``output_tiles``."""
+    n, co, h, wd = dy.shape
+    top, bottom = TILE * row, min(TILE * (row + rows), h)
+    source = dy[:, :, top:bottom]
+    if bottom - top < TILE * rows or wd < TILE * tiles_wide:
+        padded = memory.scratch("winograd dY", (n, co, TILE * rows, TILE * tiles_wide), dy.dtype, like=dy)
+        padded[:, :, bottom - top:] = 0
+        padded[:, :, :bottom - top, wd:] = 0
+        padded[:, :, :bottom - top, :wd] = source
+        source = padded
+    tiles = memory.scratch("winograd Y", (TILE, TILE, co, n, rows, tiles_wide), dy.dtype, like=dy)
+
+    def gather(channels):
+        tiles[:, :, channels] = source[:, channels].reshape(n, -1, rows, TILE, tiles_wide, TILE).transpose(3, 5, 1, 0, 2, 4)
+    threads.parallel(gather, threads.channel_slices(tiles, axis=2))
+    return tiles
 
 
 def transformed_tiles(padded, tiles_high, tiles_wide):

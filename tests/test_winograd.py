@@ -13,7 +13,7 @@ from minimenet import conv_cpu, im2col, winograd
 from minimenet.conv_geometry import ConvGeometry
 from minimenet.fused import batch_norm_relu_conv2d, batch_norm_relu_conv2d_training
 
-from test_conv_cpu import forward_loop
+from test_conv_cpu import forward_loop, weight_grad_loop
 from test_threads import two_workers  # noqa: F401  (a fixture)
 
 
@@ -78,6 +78,42 @@ def test_the_forward_matches_the_loops_in_every_kind_of_block(case, dtype, every
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_the_weight_gradient_matches_the_loops_in_every_kind_of_block(case, dtype, everywhere, monkeypatch):
+    x, w, _, dy, affine = case_arrays(case, dtype)
+    expected = weight_grad_loop(relu_affine_loop(x.astype(np.float64), *affine), dy, w.shape, (1, 1), (1, 1))
+    plain = weight_grad_loop(x, dy, w.shape, (1, 1), (1, 1))
+    for budget in tile_budgets(case):
+        monkeypatch.setattr(im2col, "COLUMNS_BUDGET", budget)
+        monkeypatch.setattr(winograd, "BAND_BUDGET", budget)
+        dw = conv_cpu.conv2d_weight_grad(x, dy, w.shape, (1, 1), (1, 1), affine)
+        assert dw.dtype == x.dtype and dw.shape == w.shape
+        np.testing.assert_allclose(dw, expected, **tolerance(dtype, expected))
+        np.testing.assert_allclose(conv_cpu.conv2d_weight_grad(x, dy, w.shape, (1, 1), (1, 1)), plain, **tolerance(dtype, plain))
+
+
+def test_the_weight_gradient_on_two_workers_sums_their_shares_in_order(everywhere, two_workers, monkeypatch):  # noqa: F811
+    """Bands of one tile row (12 blocks): worker k sums blocks k, k + 2, ..., the same bits on
+    every run; the whole batch in one block: its products shared out by positions."""
+    x, w, _, dy, affine = case_arrays((3, 3, 13, 10, 4), "float32")
+    expected = weight_grad_loop(relu_affine_loop(x.astype(np.float64), *affine), dy, w.shape, (1, 1), (1, 1))
+    monkeypatch.setattr(winograd, "BAND_BUDGET", 1)
+    runs = [conv_cpu.conv2d_weight_grad(x, dy, w.shape, (1, 1), (1, 1), affine) for _ in range(3)]
+    for dw in runs[1:]:
+        np.testing.assert_array_equal(dw, runs[0])
+    np.testing.assert_allclose(runs[0], expected, **tolerance("float32", expected))
+    assert 1 in two_workers.history  # the blocks ran on the workers, OpenBLAS at one thread
+    monkeypatch.setattr(winograd, "BAND_BUDGET", 2**19)
+    shares = []
+    original = winograd.threads.parallel
+    monkeypatch.setattr(winograd.threads, "parallel",
+                        lambda task, items: shares.append((task.__name__, list(items))) or original(task, items))
+    np.testing.assert_allclose(conv_cpu.conv2d_weight_grad(x, dy, w.shape, (1, 1), (1, 1), affine), expected,
+                               **tolerance("float32", expected))
+    assert ("multiply", [slice(0, 18), slice(18, 36)]) in shares
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_whole_images_and_the_leftover_images_bands_on_two_workers(dtype, everywhere, two_workers, monkeypatch):  # noqa: F811
     case = (3, 3, 13, 10, 4)
     x, w, bias, residual, affine = case_arrays(case, dtype)
@@ -119,7 +155,7 @@ def test_the_weights_are_transformed_once_for_all_of_a_forwards_blocks(everywher
 
 def test_its_float32_error_on_a_paper_like_layer_is_about_1e_5(rng):
     """128 channels at 14 x 14 (suits as it is): within 3e-5 of the largest output, while the
-    direct form is within 1e-6; float64 to rounding."""
+    direct form is within 1e-6; float64 to rounding. The weight gradient likewise."""
     x = rng.standard_normal((2, 128, 14, 14))
     w = rng.standard_normal((128, 128, 3, 3)) / np.sqrt(9 * 128)
     assert winograd.suits(x, ConvGeometry.of(x.shape, w.shape, 1, 1, "test"))
@@ -130,6 +166,13 @@ def test_its_float32_error_on_a_paper_like_layer_is_about_1e_5(rng):
     direct_error = np.abs(conv_cpu.conv2d_forward(x32, w32, (1, 1), (1, 1), direct=True) - exact).max() / largest
     assert direct_error < 1e-6 and 1e-7 < error < 3e-5
     assert np.abs(conv_cpu.conv2d_forward(x, w, (1, 1), (1, 1)) - exact).max() / largest < 1e-13
+    dy = rng.standard_normal(exact.shape)
+    exact = conv_cpu.conv2d_weight_grad(x, dy, w.shape, (1, 1), (1, 1), direct=True)
+    largest, dy32 = np.abs(exact).max(), dy.astype(np.float32)
+    error = np.abs(conv_cpu.conv2d_weight_grad(x32, dy32, w.shape, (1, 1), (1, 1)) - exact).max() / largest
+    direct_error = np.abs(conv_cpu.conv2d_weight_grad(x32, dy32, w.shape, (1, 1), (1, 1), direct=True) - exact).max() / largest
+    assert direct_error < 1e-6 and 1e-7 < error < 3e-5
+    assert np.abs(conv_cpu.conv2d_weight_grad(x, dy, w.shape, (1, 1), (1, 1)) - exact).max() / largest < 1e-13
 
 
 @pytest.mark.parametrize("change, suits", [
@@ -153,8 +196,8 @@ def test_it_suits_the_3x3_stride_1_layers_with_many_channels_on_images_not_too_s
 def test_every_forward_that_suits_takes_it_at_inference_and_in_training(monkeypatch, rng):
     """A layer that suits goes by Winograd unless the caller asks for the direct form: a plain
     forward, the fused inference BRC (whose result is Eq. 1's, within float32 Winograd's error
-    of the three ops), and in training the forward and the input gradient (a forward with the
-    flipped weights, w read as (Ci, Co)); the weight gradient stays direct."""
+    of the three ops), and in training the forward, the input gradient (a forward with the
+    flipped weights, w read as (Ci, Co)) and the weight gradient (Eq. 3)."""
     calls = []
     original = winograd.transformed_weights
     monkeypatch.setattr(winograd, "transformed_weights", lambda w, positions: calls.append(w.shape) or original(w, positions))
@@ -172,25 +215,30 @@ def test_every_forward_that_suits_takes_it_at_inference_and_in_training(monkeypa
     assert calls == [(80, 64, 3, 3)]
     np.testing.assert_allclose(y.data, three_ops, rtol=0, atol=3e-5 * float(np.abs(three_ops).max()))
     calls.clear()
+    gradients = []
+    original_weight_grad = winograd.weight_grad
+    monkeypatch.setattr(winograd, "weight_grad", lambda x, dy, g, affine: gradients.append(g.w_shape) or original_weight_grad(x, dy, g, affine))
     xt, wt = mm.Tensor(x, requires_grad=True), mm.Tensor(w, requires_grad=True)
     mm.conv2d(xt, wt, padding=1).sum().backward()
-    assert calls == [(80, 64, 3, 3), (64, 80, 3, 3)]
+    assert calls == [(80, 64, 3, 3), (64, 80, 3, 3)] and gradients == [(80, 64, 3, 3)]
     ones = np.ones((1, 80, 14, 14), np.float32)
     direct_dx = conv_cpu.conv2d_forward(ones, w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), (1, 1), (1, 1), direct=True)
     np.testing.assert_allclose(xt.grad, direct_dx, rtol=0, atol=3e-5 * float(np.abs(direct_dx).max()))
-    np.testing.assert_array_equal(wt.grad, conv_cpu.conv2d_weight_grad(x, ones, w.shape, (1, 1), (1, 1)))
+    direct_dw = conv_cpu.conv2d_weight_grad(x, ones, w.shape, (1, 1), (1, 1), direct=True)
+    np.testing.assert_allclose(wt.grad, direct_dw, rtol=0, atol=3e-5 * float(np.abs(direct_dw).max()))
 
 
 @pytest.mark.parametrize("fused", [False, True], ids=["conv2d", "training BRC"])
 def test_the_gradients_through_it_match_finite_differences(fused, everywhere, monkeypatch, rng):
-    """float64, with Winograd on every 3 x 3 layer: the forward and the input gradient go by it
+    """float64, with Winograd on every 3 x 3 layer: the forward and both gradients go by it
     (counted), and every input's gradient agrees with central differences. Their step is 1e-4,
     not gradcheck's 1e-5: Winograd's float64 rounding (1e-14 of the largest output, about 10
     times the direct form's) over 2e-5 failed x's gradient at 1.9e-6 where the direct form
     passes; 10 times the step, 10 times less of it."""
     calls = []
-    original = winograd.forward
+    original, original_weight_grad = winograd.forward, winograd.weight_grad
     monkeypatch.setattr(winograd, "forward", lambda *args: calls.append(args[1].shape) or original(*args))
+    monkeypatch.setattr(winograd, "weight_grad", lambda *args: calls.append(args[2].w_shape) or original_weight_grad(*args))
     x = mm.Tensor(0.5 + rng.standard_normal((2, 3, 6, 5)), requires_grad=True)
     w, b = mm.Tensor(rng.standard_normal((4, 3, 3, 3)), requires_grad=True), mm.Tensor(rng.standard_normal(4), requires_grad=True)
     residual = mm.Tensor(rng.standard_normal((2, 4, 6, 5)), requires_grad=True)
@@ -201,4 +249,5 @@ def test_the_gradients_through_it_match_finite_differences(fused, everywhere, mo
                             [x, gamma, beta, w, b, residual], eps=1e-4)
     else:
         assert mm.gradcheck(lambda x, w, b, residual: mm.conv2d(x, w, b, padding=1) + residual, [x, w, b, residual], eps=1e-4)
-    assert (4, 3, 3, 3) in calls and (3, 4, 3, 3) in calls  # the forward's weights, and the input gradient's
+    assert (4, 3, 3, 3) in calls and (3, 4, 3, 3) in calls  # the forward's and weight gradient's weights, the input gradient's
+    assert calls.count((4, 3, 3, 3)) >= 2
