@@ -1,7 +1,9 @@
 """minimenet's MEnet against an independent PyTorch twin (benchmarks/torch_menet.py), level by
 level, in float64: every level's output, the 13 upsampled scale maps, features, logits, the loss,
-every parameter gradient (with the authors' metric gradient and with the exact one), the BN
-running statistics after the step, and the Eq. 5 maps. Skips where torch is not installed."""
+every parameter gradient (with the authors' metric gradient and with the exact one; and with
+Winograd on every 3 x 3 stride-1 layer, which this small network's are otherwise too small
+for), the BN running statistics after the step, and the Eq. 5 maps. Skips where torch is not
+installed."""
 import os
 import sys
 
@@ -13,7 +15,8 @@ torch = pytest.importorskip("torch")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks"))
 import torch_menet  # noqa: E402
 
-from minimenet import backend, nn, no_grad  # noqa: E402
+from minimenet import backend, nn, no_grad, winograd  # noqa: E402
+from minimenet.conv_geometry import pair  # noqa: E402
 from minimenet.model import MEnet, MEnetConfig  # noqa: E402
 from minimenet.resize import upsample_nearest  # noqa: E402
 from minimenet.tensor import Tensor, concat, tanh  # noqa: E402
@@ -116,9 +119,15 @@ def test_levels_match(setup):
     assert not bad, f"levels differ (relative error): {bad}"
 
 
-@pytest.mark.parametrize("gradient", ["authors", "exact"])
-def test_loss_and_gradients_match(setup, gradient):
+@pytest.mark.parametrize("gradient, by_winograd", [("authors", False), ("exact", False), ("authors", True)])
+def test_loss_and_gradients_match(setup, gradient, by_winograd, monkeypatch):
     config, model, twin, images, masks = setup
+    winograd_layers = []
+    if by_winograd:  # every 3 x 3 stride-1 layer's forward and both gradients by F(4 x 4, 3 x 3)
+        monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
+        monkeypatch.setattr(winograd, "MIN_SIZE", 1)
+        original = winograd.weight_grad
+        monkeypatch.setattr(winograd, "weight_grad", lambda *args: winograd_layers.append(args[2].w_shape) or original(*args))
     state = model.state_dict()
     model.config = config.replace(metric_gradient=gradient)
     try:
@@ -143,6 +152,9 @@ def test_loss_and_gradients_match(setup, gradient):
                if isinstance(m, torch.nn.BatchNorm2d)]
     torch_menet.copy_from_minimenet(twin, model)
 
+    three_by_three = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.weight.shape[2:] == (3, 3)
+                      and pair(m.stride, "stride", "test") == pair(m.padding, "padding", "test") == (1, 1)]
+    assert len(winograd_layers) == (len(three_by_three) if by_winograd else 0)
     assert abs(parts["ce"] - float(t_parts["ce"])) <= RTOL * abs(float(t_parts["ce"]))
     assert abs(parts["metric"] - float(t_parts["metric"])) <= RTOL * abs(float(t_parts["metric"]))
     assert abs(loss.item() - t_loss.item()) <= RTOL * abs(t_loss.item())
