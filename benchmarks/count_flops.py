@@ -8,7 +8,6 @@ counted. The shapes come from one eval forward of a single zero image, counted w
 convolution of it runs, fused BRC and BRD included: the forward primitive ``conv._forward``
 and, for a transposed convolution, the input-gradient primitive ``conv._input_grad``.
 """
-import numpy as np
 
 import minimenet as mm
 from minimenet import conv
@@ -35,7 +34,7 @@ def forward_gflop(model):
     try:
         size = model.config.image_size
         with mm.no_grad():
-            model.eval()(mm.Tensor(np.zeros((1, 3, size, size), dtype=model.config.dtype)))
+            model.eval()(mm.Tensor(mm.xp.zeros((1, 3, size, size), dtype=model.config.dtype)))
     finally:
         for name, primitive in primitives.items():
             setattr(conv, name, primitive)
