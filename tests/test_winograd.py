@@ -40,6 +40,11 @@ def test_eq_1_gives_the_3x3_correlation_of_a_6x6_tile(rng):
     np.testing.assert_allclose(by_eq_1, direct, rtol=0, atol=1e-12)
 
 
+def test_the_bias_position_enters_every_output_of_its_tile_with_weight_1():
+    to_outputs = np.kron(winograd.A_T, winograd.A_T)  # (16, 36): M's positions to a tile's outputs
+    np.testing.assert_array_equal(to_outputs[:, winograd.BIAS_POSITION], np.ones(16))
+
+
 # (batch, Ci, H, W, Co): partial tiles both ways, batch 1, tiles exactly, a 1 x 1 image
 CASES = [(2, 3, 7, 9, 5), (1, 4, 13, 10, 3), (3, 2, 8, 8, 4), (2, 3, 1, 1, 2), (1, 2, 5, 17, 2)]
 
