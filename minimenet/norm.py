@@ -70,6 +70,15 @@ def check_batch_norm(op, x, gamma, beta, running_mean, running_var, training):
                          f"got input of shape {x.shape}; use a batch larger than 1 or call model.eval()")
 
 
+# The training BRC's batch statistics (three passes over x) and its backward (ten over x and the
+# gradients) go through groups of whole channels of about this many elements
+# (``threads.channel_groups``), so that each pass reads what the last one wrote from the cache,
+# not from memory. Batch 5, ms for the backward on one thread / two, groups of 2^19 against one
+# group per worker: 32 channels at 224 x 224 12.3 / 8.7 -> 8.5 / 5.4, 64 at 112 x 112 5.5 / 3.7
+# -> 4.1 / 2.7, 256 at 28 x 28 level (2^15 to 2^20 all within 10 % of 2^19 at 224 x 224).
+CACHED_PASSES = 2**19
+
+
 def batch_statistics(x, eps):
     """(mu, var, 1 / sqrt(var + eps)) of each channel of the array x (N, C, H, W) over (N, H, W),
     var biased, by the same arithmetic as ``batch_norm`` in training mode (x - mu goes to a
@@ -80,7 +89,7 @@ def batch_statistics(x, eps):
     def moments(channels):
         x_c = x[:, channels]
         mu[channels], var[channels] = _centred_moments(x_c, memory.scratch("centred", x_c.shape, x.dtype, like=x), count)
-    threads.parallel(moments, threads.channel_slices(x))
+    threads.parallel(moments, threads.channel_groups(x, CACHED_PASSES))
     return mu, var, 1.0 / xp.sqrt(var + eps)
 
 
@@ -115,7 +124,7 @@ def relu_batch_norm_grad(x, d_relu, mu, inv_std, gamma, scale, shift):
         xp.multiply(d_relu[:, channels], passed, out=d_z)
         d_gamma[channels], d_beta[channels] = _input_grad(x_c, d_z, d_x[:, channels], mu[channels], inv_std[channels],
                                                           gamma[channels], count, True)
-    threads.parallel(differentiate, threads.channel_slices(x))
+    threads.parallel(differentiate, threads.channel_groups(x, CACHED_PASSES))
     return d_x, d_gamma, d_beta
 
 

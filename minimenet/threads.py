@@ -191,6 +191,20 @@ def channel_slices(out, axis=1):
     return [slice(start, start + step) for start in range(0, channels, step)]
 
 
+def channel_groups(out, elements):
+    """Slices of whole channels (axis 1) of a NumPy array for work of several passes per channel
+    that should read what the last pass wrote from the cache: groups of at most about
+    ``elements`` elements (at least one channel), and at least one per worker where
+    ``channel_slices`` would share the array out (then they are its slices); ``parallel``
+    hands them to the workers as they come free. One slice of everything for a CuPy array."""
+    channels = out.shape[1]
+    count = min(channels, max(-(-out.size // elements), len(channel_slices(out))))
+    if type(out) is not numpy.ndarray or count <= 1:
+        return [slice(None)]
+    step = -(-channels // count)
+    return [slice(start, start + step) for start in range(0, channels, step)]
+
+
 def apply(ufunc, *args, out):
     """ufunc(*args, out=out), shared out over the workers by ``channel_slices``: each worker
     computes its channels of out from the same channels of every argument that has them (the

@@ -194,11 +194,18 @@ def test_training_brc_and_brd_gradients_match_finite_differences(transposed, rng
                          [x, gamma, beta, w, b, residual])
 
 
-def test_the_training_brcs_relu_mask_is_the_forwards_bit_for_bit(rng):
+@pytest.mark.parametrize("one_channel_a_group", [False, True], ids=["whole", "one channel a group"])
+def test_the_training_brcs_relu_mask_is_the_forwards_bit_for_bit(one_channel_a_group, monkeypatch, rng):
     """The backward recomputes the ReLU's mask as x scale > -shift, which must be exactly where
     the forward's relu(x scale + shift), rounded, passed a value: checked in float32 on values
-    within a few roundings of the kink, where x scale + shift rounds to 0, to +-tiny, or not."""
+    within a few roundings of the kink, where x scale + shift rounds to 0, to +-tiny, or not.
+    Its passes and the batch statistics' run over cache-sized groups of channels
+    (``norm.CACHED_PASSES``): with one channel a group, the statistics are the same bits as
+    over the whole array, and the gradients within a rounding of the sums (NumPy's einsum sums
+    a channel in another order beside others): a wrong mask would move one by a whole term."""
     from minimenet import norm
+    if one_channel_a_group:
+        monkeypatch.setattr(norm, "CACHED_PASSES", 1)
     scale = np.array([0.37, -1.3, 3.1], dtype=np.float32)
     shift = np.array([0.11, 0.7, -2.9], dtype=np.float32)
     kink = -shift / scale
@@ -209,6 +216,10 @@ def test_the_training_brcs_relu_mask_is_the_forwards_bit_for_bit(rng):
     assert 0 < passed.sum() < passed.size
     d_relu = rng.standard_normal(x.shape).astype(np.float32)
     mu, var, inv_std = norm.batch_statistics(x, 1e-5)
+    with monkeypatch.context() as whole:
+        whole.setattr(norm, "CACHED_PASSES", x.size)
+        for got, want in zip((mu, var, inv_std), norm.batch_statistics(x, 1e-5)):
+            np.testing.assert_array_equal(got, want)
     gamma = scale / inv_std
     d_x, d_gamma, d_beta = norm.relu_batch_norm_grad(x, d_relu.copy(), mu, inv_std, gamma, scale, shift)  # it may overwrite d_relu
     expected = batch_norm(Tensor(x, requires_grad=True), Tensor(gamma, requires_grad=True), Tensor(np.zeros(3, np.float32)),
@@ -216,7 +227,10 @@ def test_the_training_brcs_relu_mask_is_the_forwards_bit_for_bit(rng):
     # batch_norm's own backward from the gradient masked by the forward's ReLU: the same arithmetic
     want = expected._backward(d_relu * passed)
     for got, w in zip((d_x, d_gamma, d_beta), want):
-        np.testing.assert_array_equal(got, w)
+        if one_channel_a_group:
+            np.testing.assert_allclose(got, w, rtol=0, atol=1e-6 * float(np.abs(w).max()))
+        else:
+            np.testing.assert_array_equal(got, w)
 
 
 def test_training_brc_and_brd_refuse_what_they_cannot_do(rng):

@@ -217,6 +217,17 @@ def test_apply_shares_out_channels_and_broadcasts_the_rest(two_workers, monkeypa
     assert threads.channel_slices(x[:, :1]) == [slice(None)]  # fewer channels than workers
 
 
+def test_channel_groups_are_cache_sized_and_at_least_the_workers_shares(two_workers, monkeypatch, rng):
+    x = rng.standard_normal((2, 10, 4, 4))  # 32 elements a channel, 320 in all
+    monkeypatch.setattr(threads, "MIN_SPLIT_ELEMENTS", 10**9)  # not shared out: groups by size only
+    assert threads.channel_groups(x, 100) == [slice(0, 3), slice(3, 6), slice(6, 9), slice(9, 12)]  # 4 groups of <= 3 channels
+    assert threads.channel_groups(x, 10) == [slice(c, c + 1) for c in range(10)]  # at least one channel a group
+    assert threads.channel_groups(x, 320) == [slice(None)]
+    monkeypatch.setattr(threads, "MIN_SPLIT_ELEMENTS", 1)  # shared out: at least the workers' slices
+    assert threads.channel_groups(x, 320) == threads.channel_slices(x) == [slice(0, 5), slice(5, 10)]
+    assert threads.channel_groups(x, 100) == [slice(0, 3), slice(3, 6), slice(6, 9), slice(9, 12)]
+
+
 def test_the_ops_on_two_workers_match_one_worker(two_workers, monkeypatch, rng):
     """Batch norm (train and eval, forward and backward), relu, add and SGD, their work shared
     out by channels (or parameters) on two workers, against the same on one."""
