@@ -1,7 +1,7 @@
 """Winograd's minimal filtering F(4 x 4, 3 x 3): the forward of the 3 x 3 stride-1
 convolutions with many channels, so their input gradient (itself such a forward), and by the
-adjoint of Eq. 1 their weight gradient (Eq. 3, ``weight_grad``), in 4 times fewer multiplications (Lavin and Gray, "Fast
-Algorithms for Convolutional Neural Networks", CVPR 2016).
+adjoint of Eq. 1 their weight gradient (Eq. 3, ``weight_grad``), in 4 times fewer
+multiplications (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016).
 
 A 4 x 4 tile of a 3 x 3 convolution's outputs reads a 6 x 6 tile d_i of each input channel's
 zero-padded input, and with the interpolation points 0, +-1, +-2 and infinity
@@ -66,8 +66,9 @@ _TRANSFORMS = {dtype: (numpy.kron(B_T, B_T).astype(dtype), numpy.kron(A_T, A_T).
 # of transformed weights. The weight gradient, with the BRC's batch norm and ReLU, likewise:
 # 64 at 112 27.5 / 15.8 against 23.2 / 13.6, 128 at 56 24.8 / 13.2 against 15.3 / 8.7, 256 at
 # 28 23.1 / 12.5 against 14.3 / 9.9, 512 at 14 22.6 / 12.8 against 17.7 / 13.1 (level on two
-# threads: a band of its (Co, tiles) @ (tiles, Ci) products is 80 tiles deep). Images are cut into bands of tile rows above BAND_BUDGET elements of
-# transformed tiles (2^18: 64 channels at 112 x 112 25.5 / 14.7 ms, 2^20: 26.8 / 17.7).
+# threads: a band of its (Co, tiles) @ (tiles, Ci) products is 80 tiles deep). Images are cut
+# into bands of tile rows above BAND_BUDGET elements of transformed tiles (2^18: 64 channels at
+# 112 x 112 25.5 / 14.7 ms, 2^20: 26.8 / 17.7).
 MIN_CHANNELS = 64
 MIN_SIZE = 14
 BAND_BUDGET = 2**19
