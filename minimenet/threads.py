@@ -146,13 +146,10 @@ def matmul(a, b, out):
         with _openblas_at_one_thread():
             return _product(a, b, out)
     by_rows = a.shape[0] >= b.shape[1]
-    length = a.shape[0] if by_rows else b.shape[1]
-    step = -(-length // workers())
-    parts = [slice(start, start + step) for start in range(0, length, step)]
     if by_rows:
-        parallel(lambda part: _product(a[part], b, out[part]), parts)
+        parallel(lambda part: _product(a[part], b, out[part]), parts(a.shape[0], workers()))
     else:
-        parallel(lambda part: _product(a, b[:, part], out[:, part]), parts)
+        parallel(lambda part: _product(a, b[:, part], out[:, part]), parts(b.shape[1], workers()))
     return out
 
 
@@ -187,8 +184,7 @@ def channel_slices(out, axis=1):
     if (getattr(_inside_worker, "active", False) or out.size < MIN_SPLIT_ELEMENTS or type(out) is not numpy.ndarray
             or channels < count or count == 1):
         return [slice(None)]
-    step = -(-channels // count)
-    return [slice(start, start + step) for start in range(0, channels, step)]
+    return parts(channels, count)
 
 
 def channel_groups(out, elements):
@@ -201,8 +197,13 @@ def channel_groups(out, elements):
     count = min(channels, max(-(-out.size // elements), len(channel_slices(out))))
     if type(out) is not numpy.ndarray or count <= 1:
         return [slice(None)]
-    step = -(-channels // count)
-    return [slice(start, start + step) for start in range(0, channels, step)]
+    return parts(channels, count)
+
+
+def parts(length, count):
+    """range(length) in at most ``count`` slices of ceil(length / count), the last one shorter."""
+    step = -(-length // count)
+    return [slice(start, start + step) for start in range(0, length, step)]
 
 
 def apply(ufunc, *args, out):

@@ -94,16 +94,13 @@ def forward(x, w, geometry, bias=None, input_affine=None, residual=None):
     output transform (``output_tiles``)."""
     xp, g = array_module(x), geometry
     tile, co, h, wd = TILE, g.out_channels, g.out_height, g.out_width
-    tiles_high, tiles_wide = -(-h // tile), -(-wd // tile)
+    tiles_wide, blocks = _plan(xp, g)
     y = memory.empty(g.y_shape, x.dtype, like=x)
-    per_row = WINDOW * WINDOW * g.in_channels * tiles_wide
-    blocks = list(im2col.plan(g.batch, tiles_high, per_row, threads.shares(xp, g), BAND_BUDGET))
     weights = {}  # U for a group of positions, made when a block first needs it (``output_tiles``)
 
     def convolve(block):
         first, n, row, rows = block
-        padded = im2col.padded_rows(x[first:first + n], tile * row - 1, tile * rows + 2, 1, tile * tiles_wide + 2, input_affine)
-        tiles = output_tiles(w, weights, transformed_tiles(padded, rows, tiles_wide), bias)
+        tiles = output_tiles(w, weights, transformed_tiles(x, block, tiles_wide, input_affine), bias)
         tiles = tiles.reshape(tile, tile, co, n, rows, tiles_wide)
         top, bottom = tile * row, min(tile * (row + rows), h)
         out = y[first:first + n, :, top:bottom]
@@ -135,19 +132,18 @@ def weight_grad(x, dy, geometry, input_affine=None):
     are added in order, so a given number of workers always gives the same bits. A layer in one
     block shares its products out by positions instead."""
     xp, g = array_module(x), geometry
-    tile, co, ci, h, wd = TILE, g.out_channels, g.in_channels, g.out_height, g.out_width
-    tiles_high, tiles_wide = -(-h // tile), -(-wd // tile)
-    blocks = list(im2col.plan(g.batch, tiles_high, WINDOW * WINDOW * ci * tiles_wide, threads.shares(xp, g), BAND_BUDGET))
+    co, ci = g.out_channels, g.in_channels
+    tiles_wide, blocks = _plan(xp, g)
     shares = min(len(blocks), threads.shares(xp, g))
     to_dm = _TRANSFORMS[x.dtype.type][1].T
 
     def partial_sum(share):
         du = memory.empty((WINDOW * WINDOW, co, ci), x.dtype, like=x)
-        for count, (first, n, row, rows) in enumerate(blocks[share::shares]):
-            padded = im2col.padded_rows(x[first:first + n], tile * row - 1, tile * rows + 2, 1, tile * tiles_wide + 2, input_affine)
-            v = transformed_tiles(padded, rows, tiles_wide)
+        for count, block in enumerate(blocks[share::shares]):
+            first, n, row, rows = block
+            v = transformed_tiles(x, block, tiles_wide, input_affine)
             dm = memory.scratch("winograd M", (WINDOW * WINDOW, co, v.shape[2]), x.dtype, like=x)
-            threads.matmul(to_dm, gradient_tiles(dy[first:first + n], row, rows, tiles_wide).reshape(tile * tile, -1),
+            threads.matmul(to_dm, gradient_tiles(dy[first:first + n], row, rows, tiles_wide).reshape(TILE * TILE, -1),
                            dm.reshape(WINDOW * WINDOW, -1))
 
             def multiply(positions):
@@ -156,8 +152,7 @@ def weight_grad(x, dy, geometry, input_affine=None):
                 else:
                     du[positions] += numpy.matmul(dm[positions], v[positions].transpose(0, 2, 1),
                                                   out=memory.scratch("winograd dU", du[positions].shape, x.dtype, like=x))
-            step = -(-len(du) // threads.workers())
-            threads.parallel(multiply, [slice(start, start + step) for start in range(0, len(du), step)])
+            threads.parallel(multiply, threads.parts(len(du), threads.workers()))
         return du
     du, *others = threads.each_block(xp, partial_sum, range(shares), g)
     for other in others:
@@ -165,6 +160,15 @@ def weight_grad(x, dy, geometry, input_affine=None):
     dw = memory.empty((9, co * ci), x.dtype, like=x)
     threads.matmul(_TRANSFORMS[x.dtype.type][2].T, du.reshape(WINDOW * WINDOW, -1), dw)
     return xp.ascontiguousarray(dw.T).reshape(g.w_shape)
+
+
+def _plan(xp, geometry):
+    """(tiles across, the blocks): whole images or bands of tile rows (``im2col.plan``), sized by
+    their transformed tiles, shared by the workers (``threads.shares``)."""
+    g = geometry
+    tiles_high, tiles_wide = -(-g.out_height // TILE), -(-g.out_width // TILE)
+    per_row = WINDOW * WINDOW * g.in_channels * tiles_wide
+    return tiles_wide, list(im2col.plan(g.batch, tiles_high, per_row, threads.shares(xp, g), BAND_BUDGET))
 
 
 def gradient_tiles(dy, row, rows, tiles_wide):
@@ -187,11 +191,14 @@ def gradient_tiles(dy, row, rows, tiles_wide):
     return tiles
 
 
-def transformed_tiles(padded, tiles_high, tiles_wide):
-    """V (36, Ci, n tiles_high tiles_wide) of Eq. 2 from the zero-padded input rows ``padded``
-    (Ci, n, 4 tiles_high + 2, 4 tiles_wide + 2): the 6 x 6 windows at steps of 4 copied out
-    (by channels on the workers), then B^T d B for all of them in one product."""
-    ci, n = padded.shape[:2]
+def transformed_tiles(x, block, tiles_wide, input_affine=None):
+    """V (36, Ci, n rows tiles_wide) of Eq. 2 for the tiles of a block (first image, n images,
+    first tile row, rows) of x: its zero-padded input rows (``im2col.padded_rows``, with
+    ``input_affine`` applied), the 6 x 6 windows at steps of 4 copied out (by channels on the
+    workers), then B^T d B for all of them in one product."""
+    first, n, row, tiles_high = block
+    padded = im2col.padded_rows(x[first:first + n], TILE * row - 1, TILE * tiles_high + 2, 1, TILE * tiles_wide + 2, input_affine)
+    ci = padded.shape[0]
     s0, s1, s2, s3 = padded.strides
     windows = numpy.lib.stride_tricks.as_strided(
         padded, (WINDOW, WINDOW, ci, n, tiles_high, tiles_wide), (s2, s3, s0, s1, TILE * s2, TILE * s3))
@@ -217,14 +224,13 @@ def output_tiles(w, weights, v, bias=None):
     many blocks transforms them once (per block it cost 1.9 of the 128-channel 56 x 56
     layer's 18 ms, one thread)."""
     m = memory.scratch("winograd M", (WINDOW * WINDOW, w.shape[0], v.shape[2]), v.dtype, like=v)
-    step = -(-len(m) // threads.workers())
 
     def multiply(positions):
         u = weights.get(positions.start)
         if u is None:  # two workers' first blocks may both make it; they make the same, one is kept
             u = weights.setdefault(positions.start, transformed_weights(w, positions))
         numpy.matmul(u, v[positions], out=m[positions])
-    threads.parallel(multiply, [slice(start, start + step) for start in range(0, len(m), step)])
+    threads.parallel(multiply, threads.parts(len(m), threads.workers()))
     if bias is not None:
         m[BIAS_POSITION] += bias.reshape(-1, 1)
     y = memory.scratch("winograd Y", (TILE, TILE) + m.shape[1:], v.dtype, like=v)
