@@ -8,7 +8,8 @@ col2im or, per sub-pixel phase, a stride-1 forward of dy by the taps that reach 
 whichever moves less data (at stride 1, one forward); by the same adjointness a stride-1
 forward with few outputs from many inputs is the col2im of the adjoint.
 A stride-1 forward and weight gradient with few output channels take a kernel row's taps as
-rows of their products (``_forward_by_shifted_taps``). A 3 x 3 stride-1 forward with many
+rows of their products (``_forward_by_shifted_taps``); such a forward reads its input rows in
+place (``im2col.stacked_rows``), with no columns at all. A 3 x 3 stride-1 forward with many
 channels (and so the input gradient of one), and its weight gradient, go by Winograd's
 F(4 x 4, 3 x 3) instead (``winograd``). Outputs come from reused memory
 (``minimenet.memory``).
@@ -41,6 +42,14 @@ FORWARD_BY_COL2IM = 2.0
 # 2.1 / 1.4 and 2.5 / 1.7, 4 -> 4 at 64 x 64 0.47 / 0.32 and 0.58 / 0.29, 16 -> 16 at 16 x 16
 # 0.21 / 0.16 and 0.24 / 0.15; but the stem 3 -> 32 6.7 / 22.5 and 128 -> 128 at 2 x 2
 # 0.16 / 0.22 and 0.16 / 0.66, which copy more.
+# The forward then needs no columns: with the padded input laid out (n, row, Ci, W + 2pw), the
+# kh rows that an output row reads, all their channels, are one (kh Ci, W + 2pw) matrix in place
+# (``im2col.stacked_rows``), and one stacked product makes every row's planes. Against the
+# whole-width columns, batch 5, with the BRC's batch norm, bias and residual, ms, one / two
+# threads: 32 -> 32 at 224 x 224 36.0 / 23.6 -> 35.2 / 20.4, and 31.0 / 18.1 with the stacked
+# products in pieces (``threads.MIN_STACKED_PIECE``); 32 -> 64 level; the tiny preset's
+# 16 -> 16 at 64 x 64, batch 8, 2.35 / 1.94 -> 1.45 / 1.30. Only a forward that keeps its
+# columns for the weight gradient (``KEEP_COLUMNS``) still makes them.
 SHIFTED_TAPS_MAX_ROWS = 384
 
 # A forward whose whole batch is one block of at most this many column elements (4 MB in
@@ -134,23 +143,30 @@ def _by_shifted_taps(g):
 
 def _forward_by_shifted_taps(x, w, geometry, bias, input_affine, residual, kept=None):
     """The stride-1 forward as kw products in one (``SHIFTED_TAPS_MAX_ROWS``): for each block,
-    Z = W' columns with W' (kw*Co, Ci*kh) the weight's rows (v, o) and ``im2col.block_columns``'
-    whole-width columns, then y[b, o, r, c] = sum_v Z[v, o, b, r, c + v] (+ bias, + residual),
-    the shifted planes added while they are in the cache."""
+    Z = W' P with W' (kw*Co, kh*Ci) the weight's rows (v, o) and P the block's input rows, then
+    y[b, o, r, c] = sum_v Z[v, o, b, r, c + v] (+ bias, + residual), the shifted planes added
+    while they are in the cache. P is ``im2col.stacked_rows``, read in place, one product per
+    output row; a forward that keeps its columns for the weight gradient (``KEEP_COLUMNS``)
+    makes them instead (``im2col.block_columns``' whole-width columns) and multiplies them."""
     xp, g = array_module(x), geometry
     co, kw, wo = g.out_channels, g.kernel_width, g.out_width
-    weight_rows = w.transpose(3, 0, 1, 2).reshape(kw * co, -1)
-    y = memory.empty(g.y_shape, x.dtype, like=x)
     blocks = list(im2col.blocks(g, whole_width=True, shares=threads.shares(xp, g)))
     keep = _keeps(kept, blocks, g, whole_width=True)
+    weight_rows = w.transpose(3, 0, 1, 2) if keep else w.transpose(3, 0, 2, 1)  # columns (i, u), or stacked rows (u, i)
+    weight_rows = weight_rows.reshape(kw * co, -1)
+    y = memory.empty(g.y_shape, x.dtype, like=x)
 
     def convolve(block):
         first, n, row, rows = block
-        columns = im2col.block_columns(x[first:first + n], g, row, rows, input_affine, whole_width=True, fresh=keep)
         if keep:
+            columns = im2col.block_columns(x[first:first + n], g, row, rows, input_affine, whole_width=True, fresh=True)
             kept.update(block=block, columns=columns)
-        product = memory.scratch("product", (kw * co, columns.shape[1]), x.dtype, like=x)
-        planes = _matmul(xp, weight_rows, columns, product).reshape(kw, co, n, rows, -1)
+            product = memory.scratch("product", (kw * co, columns.shape[1]), x.dtype, like=x)
+            planes = _matmul(xp, weight_rows, columns, product).reshape(kw, co, n, rows, -1)
+        else:
+            stacked = im2col.stacked_rows(x[first:first + n], g, row, rows, input_affine)
+            product = memory.scratch("product", stacked.shape[:2] + (kw * co, stacked.shape[3]), x.dtype, like=x)
+            planes = _matmul(xp, weight_rows, stacked, product).reshape(n, rows, kw, co, -1).transpose(2, 3, 0, 1, 4)
         out = y[first:first + n, :, row:row + rows].transpose(1, 0, 2, 3)  # (Co, n, rows, Wo), as the planes
         xp.add(planes[0, ..., :wo], planes[1, ..., 1:1 + wo], out=out)
         for v in range(2, kw):

@@ -5,7 +5,8 @@ A block is whole images, several at a time, or a band of output rows of one imag
 (``blocks``); its columns are rows (i, u, v) of input channel and tap, columns (b, r, c) of
 pixel (``block_columns``), or with whole-width columns one tap per kernel row, for the shifted
 taps of ``conv_cpu._forward_by_shifted_taps`` (``shifted_planes`` is the weight gradient's dy
-for those). The inference BRC's batch norm and ReLU are applied as the input rows are copied.
+for those), whose forward reads its padded input rows in place instead (``stacked_rows``). The
+BRC's batch norm and ReLU are applied as the input rows are copied.
 ``plan`` and ``padded_rows`` serve ``winograd`` too, with rows of output tiles for rows of pixels.
 """
 import math
@@ -127,23 +128,41 @@ def block_columns(x, geometry, row, rows, input_affine=None, whole_width=False, 
     return columns.reshape(-1, n * rows * width)
 
 
-def padded_rows(x, top, height, left, width, input_affine=None):
+def padded_rows(x, top, height, left, width, input_affine=None, channels_inside=False):
     """Rows [top, top + height) of the images x (n, Ci, H, W), zero-padded, as a (Ci, n, height,
     width) view of a reused buffer: x's columns at [left, left + W), zeros around them and in
-    the rows outside [0, H); with ``input_affine``, relu(x scale + shift) in place of x."""
+    the rows outside [0, H); with ``input_affine``, relu(x scale + shift) in place of x.
+    ``channels_inside``: laid out (n, height, Ci, width) instead, each row's channels in turn."""
     n, ci, h, w = x.shape
     first_inside = min(max(-top, 0), height)  # rows of the block's padded input that hold x
     inside = slice(first_inside, max(min(h - top, height), first_inside))
-    padded = memory.scratch("padded", (ci, n, height, width), x.dtype, like=x)
-    padded[:, :, :inside.start] = 0
-    padded[:, :, inside.stop:] = 0
-    padded[:, :, :, :left] = 0
-    padded[:, :, :, left + w:] = 0
+    if channels_inside:
+        padded = memory.scratch("padded", (n, height, ci, width), x.dtype, like=x)
+        images = padded.transpose(0, 2, 1, 3)
+    else:
+        padded = memory.scratch("padded", (ci, n, height, width), x.dtype, like=x)
+        images = padded.transpose(1, 0, 2, 3)
+    images[:, :, :inside.start] = 0
+    images[:, :, inside.stop:] = 0
+    images[:, :, :, :left] = 0
+    images[:, :, :, left + w:] = 0
     rows_of_x = x[:, :, top + inside.start:top + inside.stop]
     if input_affine is not None:  # into contiguous memory first: written into the padded rows, it ran slower on 7 to 28 wide images
         rows_of_x = copy_rows(rows_of_x, memory.scratch("affine", rows_of_x.shape, x.dtype, like=x), input_affine)
-    copy_rows(rows_of_x, padded[:, :, inside, left:left + w].transpose(1, 0, 2, 3))
+    copy_rows(rows_of_x, images[:, :, inside, left:left + w])
     return padded
+
+
+def stacked_rows(x, geometry, row, rows, input_affine=None):
+    """The input rows that output rows [row, row + rows) of a stride-1 convolution read, as an
+    (n, rows, kh*Ci, W + 2pw) view of ``padded_rows(..., channels_inside=True)``: item (b, r)
+    holds x[b, i, row + r - ph + u, c - pw] at row (u, i), column c (zero outside), read in place,
+    since the kh input rows of an output row, all their channels, lie one after the other."""
+    g = geometry
+    padded = padded_rows(x, row - g.padding[0], rows + g.kernel_height - 1, g.padding[1], g.in_width + 2 * g.padding[1],
+                         input_affine, channels_inside=True)
+    n, _, ci, width = padded.shape
+    return array_module(x).lib.stride_tricks.as_strided(padded, (n, rows, g.kernel_height * ci, width), padded.strides)
 
 
 def copy_rows(source, target, input_affine=None):

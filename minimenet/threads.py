@@ -77,9 +77,14 @@ _openblas = _found[:2] if _found is not None else None
 # 184 -> 141; but (48, 39) @ (39, 50176) 1585 -> 2008 and (96, 96) @ (96, 6780) level, and on
 # the Haswell kernels, which have no such path, pieces were 3-6 % slower. The tiny preset's
 # 64 x 64 convolutions are such products (its step 77.6-79.3 -> 72.7-73.8 ms on one thread).
+# So is a stack of short products, where the packed kernels pack a again for every one: the
+# stride-1 forward's stacked rows, (96, 96) @ (48, 96, 226), ran at 184 GFLOP/s as one product
+# and 222 in three pieces of 76 columns; but (192, 96) @ (48, 96, 226) at 209 and 201 in five of
+# 46, and (96, 96) @ (56, 96, 114) at 178 and 184 in two of 57 (pieces under MIN_STACKED_PIECE).
 SMALL_KERNELS = _found is not None and _found[2].lower() in ("skylakex", "cooperlake", "sapphirerapids")
 SMALL_PRODUCT = 100**3  # multiply-adds: the most OpenBLAS gives its small-matrix kernels
 FEW_ROWS, FEW_OUTPUTS, MIN_PIECE = 16, 1152, 256
+MIN_STACKED_PIECE = 64
 
 
 def workers():
@@ -133,44 +138,50 @@ def each_block(xp, task, blocks, geometry):
 
 
 def matmul(a, b, out):
-    """out = a @ b for 2-D NumPy arrays, shared out over the workers by the longer of a's rows
-    and b's columns: each worker reads its part of one matrix and all of the other, so the split
-    goes through the larger one (a convolution's (Co, K) @ (K, pixels) by pixels). One product
-    where there is one worker or when called from a worker; a small product stays on the
-    calling thread with OpenBLAS at one thread meanwhile, since a product on OpenBLAS's own
-    threads leaves them spinning into the next region (paper step on two threads 3.67-3.81 s,
-    3.38-3.54 with OpenBLAS held at one thread throughout)."""
+    """out = a @ b for a 2-D NumPy array a and b 2-D or a stack of matrices (..., K, N), shared
+    out over the workers by the longer of a's rows and b's columns: each worker reads its part
+    of one matrix and all of the other, so the split goes through the larger one (a
+    convolution's (Co, K) @ (K, pixels) by pixels). One product where there is one worker or
+    when called from a worker; a small product stays on the calling thread with OpenBLAS at one
+    thread meanwhile, since a product on OpenBLAS's own threads leaves them spinning into the
+    next region (paper step on two threads 3.67-3.81 s, 3.38-3.54 with OpenBLAS held at one
+    thread throughout)."""
     if getattr(_inside_worker, "active", False) or workers() == 1:
         return _product(a, b, out)
-    if a.size * b.shape[1] < MIN_SPLIT_MULTIPLY_ADDS:
+    if a.shape[0] * b.size < MIN_SPLIT_MULTIPLY_ADDS:
         with _openblas_at_one_thread():
             return _product(a, b, out)
-    by_rows = a.shape[0] >= b.shape[1]
+    by_rows = a.shape[0] >= b.shape[-1]
     if by_rows:
-        parallel(lambda part: _product(a[part], b, out[part]), parts(a.shape[0], workers()))
+        parallel(lambda part: _product(a[part], b, out[..., part, :]), parts(a.shape[0], workers()))
     else:
-        parallel(lambda part: _product(a, b[:, part], out[:, part]), parts(b.shape[1], workers()))
+        parallel(lambda part: _product(a, b[..., part], out[..., part]), parts(b.shape[-1], workers()))
     return out
 
 
 def _product(a, b, out):
     """out = a @ b on the calling thread; on OpenBLAS's small-matrix kernels (``SMALL_KERNELS``),
-    a float32 product of at most ``FEW_ROWS`` rows in pieces of b's columns, or of at most
-    ``FEW_OUTPUTS`` outputs in pieces of the inner dimension summed, each piece within
-    ``SMALL_PRODUCT`` multiply-adds and at least ``MIN_PIECE`` long."""
-    (rows, inner), columns = a.shape, b.shape[1]
+    a float32 product of at most ``FEW_ROWS`` rows, or a stack of short products (``STACKED``),
+    in pieces of b's columns, or one of at most ``FEW_OUTPUTS`` outputs in pieces of the inner
+    dimension summed, each piece within ``SMALL_PRODUCT`` multiply-adds."""
+    (rows, inner), columns = a.shape, b.shape[-1]
     if SMALL_KERNELS and out.dtype == numpy.float32 and rows * inner * columns > SMALL_PRODUCT:
+        step = None
         if rows <= FEW_ROWS and rows * inner * MIN_PIECE <= SMALL_PRODUCT:
             step = SMALL_PRODUCT // (rows * inner)
+        elif b.ndim > 2:
+            step = -(-columns // -(-rows * inner * columns // SMALL_PRODUCT))  # the fewest even pieces that fit
+            step = step if step >= MIN_STACKED_PIECE else None
+        if step is not None:
             for start in range(0, columns, step):
-                numpy.matmul(a, b[:, start:start + step], out=out[:, start:start + step])
+                numpy.matmul(a, b[..., start:start + step], out=out[..., start:start + step])
             return out
         if rows * columns <= FEW_OUTPUTS and rows * columns * MIN_PIECE <= SMALL_PRODUCT:
             step = SMALL_PRODUCT // (rows * columns)
-            numpy.matmul(a[:, :step], b[:step], out=out)
+            numpy.matmul(a[:, :step], b[..., :step, :], out=out)
             piece = numpy.empty_like(out)
             for start in range(step, inner, step):
-                out += numpy.matmul(a[:, start:start + step], b[start:start + step], out=piece)
+                out += numpy.matmul(a[:, start:start + step], b[..., start:start + step, :], out=piece)
             return out
     return numpy.matmul(a, b, out=out)
 

@@ -165,7 +165,7 @@ def test_the_weight_gradient_from_the_forwards_kept_columns_matches_the_loops(ca
         assert dw.dtype == dtype
         np.testing.assert_allclose(dw, expected_dw, **tolerance)
         assert "columns" not in kept  # freed with the weight gradient
-        if not forward_copies:  # the forward went by the adjoint's col2im, which makes no columns
+        if not forward_copies:  # the forward went by the adjoint's col2im or by stacked rows, which make no columns
             assert copies == [False]
         else:
             assert (forward_copies, copies) == (([True], []) if keep_columns else ([False], [False]))

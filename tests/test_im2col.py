@@ -3,8 +3,9 @@
 The copies themselves are checked through the primitives that use them (``test_conv_cpu.py``,
 in every chunking, and ``test_threads.py``, on two workers); here, that the blocks cover every
 output row of every image once, in the shapes those tests need, within the budgets, and shared
-evenly among the workers.
+evenly among the workers, and that the stacked rows (read in place, not copied) are what they say.
 """
+import numpy as np
 import pytest
 
 from minimenet import im2col
@@ -74,3 +75,29 @@ def test_several_blocks_of_images_are_shared_evenly_among_the_workers(fitting, s
     assert covered == [(i, r) for i in range(5) for r in range(6)]
     if len(blocks) > 1:  # (one block is shared by its product's rows instead)
         assert len({sum(n * rows for _, n, _, rows in blocks[k::shares]) for k in range(shares)}) == 1
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_stacked_rows_hold_the_rows_each_output_row_reads_in_place(dtype):
+    """Item (b, r), row (u, i), column c of ``stacked_rows`` is relu(x scale + shift)[b, i,
+    row + r - ph + u, c - pw], zero outside the image, for bands at the top, inside and at the
+    bottom, with padding wider than the kernel reaches (2 rows and 3 columns); and it is a view
+    of one buffer whose rows each output row shares with the next, not a copy per row."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 7, 5)).astype(dtype)
+    scale, shift = np.linspace(0.5, 2, 3).astype(dtype), np.linspace(-0.3, 0.2, 3).astype(dtype)
+    relu_x = np.maximum(x * scale.reshape(-1, 1, 1) + shift.reshape(-1, 1, 1), 0)
+    geometry = ConvGeometry.of(x.shape, (4, 3, 3, 2), 1, (2, 3), "test")  # 9 x 10 outputs
+    for row, rows in [(0, 3), (3, 4), (7, 2), (0, geometry.out_height)]:
+        for affine, source in [(None, x), ((scale, shift), relu_x)]:
+            stacked = im2col.stacked_rows(x, geometry, row, rows, affine)
+            assert stacked.shape == (2, rows, 3 * 3, 5 + 2 * 3) and stacked.base is not None
+            expected = np.zeros(stacked.shape, dtype)
+            for r in range(rows):
+                for u in range(3):
+                    p = row + r - 2 + u
+                    if 0 <= p < 7:
+                        expected[:, r, u * 3:(u + 1) * 3, 3:3 + 5] = source[:, :, p]
+            np.testing.assert_array_equal(stacked, expected)
+            if rows > 1:  # row u + 1 of output row r is row u of output row r + 1: the same memory
+                assert np.shares_memory(stacked[:, 0, 3:], stacked[:, 1, :-3])

@@ -296,6 +296,40 @@ def test_products_in_pieces_for_the_small_matrix_kernels_match_one_product(shape
         np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
 
 
+@pytest.mark.parametrize("rows,columns,pieces", [(96, 226, 3), (192, 226, 1), (96, 100, 1)],
+                         ids=["three pieces of 76", "pieces under 64", "small already"])
+def test_a_stack_of_short_products_goes_in_the_fewest_pieces_that_fit(rows, columns, pieces, monkeypatch, rng):
+    """(rows, 96) @ (4, 96, columns), the stride-1 forward's stacked rows: on the small-matrix
+    kernels a float32 stack is cut into the fewest even pieces of columns within 100^3
+    multiply-adds, where they are 64 columns or more (96 rows of 226: three of 76; 192 rows
+    would need five of 46); float64 and other kernels' stay one product."""
+    a = rng.standard_normal((rows, 96)).astype("float32")
+    b = rng.standard_normal((4, 96, columns)).astype("float32")
+    expected = a.astype("float64") @ b.astype("float64")
+    calls = []
+    original = np.matmul
+    monkeypatch.setattr(np, "matmul", lambda x, y, out: calls.append(y.shape[-1]) or original(x, y, out=out))
+    for small_kernels, dtype, count in [(True, "float32", pieces), (True, "float64", 1), (False, "float32", 1)]:
+        monkeypatch.setattr(threads, "SMALL_KERNELS", small_kernels)
+        calls.clear()
+        out = threads._product(a.astype(dtype), b.astype(dtype), np.empty((4, rows, columns), dtype))
+        assert len(calls) == count and sum(calls) == columns
+        np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
+def test_matmul_shares_out_a_stack_of_products_by_columns_or_rows(two_workers, monkeypatch, rng):
+    """A stacked b (..., K, N) is split like a matrix: by its columns, or by a's rows."""
+    b = rng.standard_normal((3, 5, 8))
+    products = []
+    original = np.matmul
+    monkeypatch.setattr(threads.numpy, "matmul", lambda x, y, out: products.append((x.shape[0], y.shape[-1])) or original(x, y, out=out))
+    for a, parts in [(rng.standard_normal((4, 5)), [(4, 4), (4, 4)]), (rng.standard_normal((9, 5)), [(4, 8), (5, 8)])]:
+        products.clear()
+        out = threads.matmul(a, b, np.empty((3, a.shape[0], 8)))
+        np.testing.assert_allclose(out, a @ b, rtol=1e-14)
+        assert sorted(products) == parts
+
+
 def test_the_tiny_presets_convolutions_on_the_small_matrix_kernels_match_the_packed_ones(monkeypatch, rng):
     """The 4 -> 4 channel 3 x 3 layer at 64 x 64, batch 8, float32 (shifted taps, its products
     in pieces): forward, input gradient and weight gradient as with one product each."""
