@@ -161,17 +161,18 @@ def matmul(a, b, out):
 
 def _product(a, b, out):
     """out = a @ b on the calling thread; on OpenBLAS's small-matrix kernels (``SMALL_KERNELS``),
-    a float32 product of at most ``FEW_ROWS`` rows, or a stack of short products (``STACKED``),
-    in pieces of b's columns, or one of at most ``FEW_OUTPUTS`` outputs in pieces of the inner
-    dimension summed, each piece within ``SMALL_PRODUCT`` multiply-adds."""
+    a float32 product of at most ``FEW_ROWS`` rows, or a stack of short products (in the fewest
+    even pieces, where those are ``MIN_STACKED_PIECE`` columns or more), in pieces of b's
+    columns, or one of at most ``FEW_OUTPUTS`` outputs in pieces of the inner dimension summed,
+    each piece within ``SMALL_PRODUCT`` multiply-adds."""
     (rows, inner), columns = a.shape, b.shape[-1]
     if SMALL_KERNELS and out.dtype == numpy.float32 and rows * inner * columns > SMALL_PRODUCT:
         step = None
         if rows <= FEW_ROWS and rows * inner * MIN_PIECE <= SMALL_PRODUCT:
             step = SMALL_PRODUCT // (rows * inner)
         elif b.ndim > 2:
-            step = -(-columns // -(-rows * inner * columns // SMALL_PRODUCT))  # the fewest even pieces that fit
-            step = step if step >= MIN_STACKED_PIECE else None
+            even = -(-columns // -(-rows * inner * columns // SMALL_PRODUCT))  # columns of the fewest even pieces that fit
+            step = even if even >= MIN_STACKED_PIECE else None
         if step is not None:
             for start in range(0, columns, step):
                 numpy.matmul(a, b[..., start:start + step], out=out[..., start:start + step])
