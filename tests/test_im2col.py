@@ -81,7 +81,7 @@ def test_several_blocks_of_images_are_shared_evenly_among_the_workers(fitting, s
 def test_stacked_rows_hold_the_rows_each_output_row_reads_in_place(dtype):
     """Item (b, r), row (u, i), column c of ``stacked_rows`` is relu(x scale + shift)[b, i,
     row + r - ph + u, c - pw], zero outside the image, for bands at the top, inside and at the
-    bottom, with padding wider than the kernel reaches (2 rows and 3 columns); and it is a view
+    bottom, with padding of 2 rows (all the kernel reaches) and 3 columns (more); and it is a view
     of one buffer whose rows each output row shares with the next, not a copy per row."""
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, 3, 7, 5)).astype(dtype)
